@@ -1,0 +1,122 @@
+"""Bytes on disk per CIFAR-shaped gradient sample, and float16 fidelity, vs the reference layout.
+
+Reference (the original PAG code): one float32 torch tensor N x (C+1) x 3 x 32 x 32 (image + C gradients)
+written with torch.save. Ours: a pagstore (uint8 images, float16 grads, zstd+shuffle, crc32c).
+Gradients are realistic, not noise: the class-mean heuristic g_c = s * mean_c - x on natural images,
+either crops of the two photos shipped with scikit-learn (classes = k-means clusters of the crops) or
+scikit-learn digits upsampled to 32x32 and tiled to 3 channels (classes = digits).
+Goals: <= 0.3x the reference bytes, mean cosine(float32, float16) >= 0.999.
+
+    python benchmarks/bench_store_size.py [--n 1000] [--source photos|digits|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+C = 10
+
+
+def natural_images(n: int, source: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n natural-looking uint8 (n, 3, 32, 32) images and int64 labels in [0, 10)."""
+    rng = np.random.default_rng(seed)
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        pick = rng.integers(0, len(d.target), n)
+        small = d.images[pick] / 16.0  # (n, 8, 8) in [0, 1]
+        big = small.repeat(4, axis=1).repeat(4, axis=2)  # nearest upsampling to 32x32
+        big = big + rng.normal(0, 0.02, big.shape)  # sensor-like noise so pixels are not exact repeats
+        images = np.clip(np.repeat(big[:, None], 3, axis=1) * 255, 0, 255).astype(np.uint8)
+        return images, d.target[pick].astype(np.int64)
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    images = np.empty((n, 3, 32, 32), np.uint8)
+    for i in range(n):
+        im = photos[rng.integers(len(photos))]
+        size = int(rng.choice([32, 64, 96]))  # crops at several scales, downsampled to 32x32
+        r, c = rng.integers(0, im.shape[0] - size), rng.integers(0, im.shape[1] - size)
+        crop = im[r:r + size, c:c + size].astype(np.float32)
+        f = size // 32
+        crop = crop.reshape(32, f, 32, f, 3).mean(axis=(1, 3))
+        images[i] = np.clip(crop, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+    feats = images.reshape(n, 3, 8, 4, 8, 4).mean(axis=(3, 5)).reshape(n, -1)
+    labels = KMeans(C, n_init=3, random_state=seed).fit_predict(feats).astype(np.int64)
+    return images, labels
+
+
+def class_mean_gradients(images: np.ndarray, labels: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """g[i, c] = scale * mean of class c - x_i, in [0, 1] pixel space. (n, C, 3, 32, 32) float32."""
+    x = images.astype(np.float32) / 255.0
+    means = np.stack([x[labels == c].mean(0) if (labels == c).any() else x.mean(0) for c in range(C)])
+    return scale * means[None] - x[:, None]
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def measure(n: int, source: str, workdir: Path) -> dict[str, float]:
+    import torch
+
+    from pagstore.store import create_store
+
+    images, labels = natural_images(n, source)
+    grads = class_mean_gradients(images, labels)
+    ref = torch.from_numpy(np.concatenate([images[:, None].astype(np.float32) / 255.0, grads], axis=1))
+    ref_path = workdir / f"ref-{source}.pt"
+    torch.save(ref, ref_path)
+    ref_bytes = ref_path.stat().st_size
+    out = {}
+    for dtype in ("float16", "float32"):
+        path = workdir / f"store-{source}-{dtype}"
+        t = time.perf_counter()
+        store = create_store(path, "w", num_samples=n, num_classes=C, sample_shape=(3, 32, 32), grad_dtype=dtype,
+                             dataset={"name": source, "fingerprint": "-", "class_names": [str(c) for c in range(C)],
+                                      "split": "bench"}, source={"name": "class-mean", "scale": 1.0})
+        for k in range(store.num_shards):
+            sl = store.shard_slice(k)
+            store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
+        out[f"write_s_{dtype}"] = time.perf_counter() - t
+        out[f"ratio_{dtype}"] = du(path) / ref_bytes
+    g16 = grads.astype(np.float16).astype(np.float32).reshape(n * C, -1)
+    g32 = grads.reshape(n * C, -1)
+    cos = (g16 * g32).sum(1) / np.maximum(np.linalg.norm(g16, axis=1) * np.linalg.norm(g32, axis=1), 1e-30)
+    out.update(ref_bytes_per_sample=ref_bytes / n, cos_mean=float(cos.mean()), cos_min=float(cos.min()))
+    out["store_bytes_per_sample"] = out["ratio_float16"] * ref_bytes / n
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--source", choices=["photos", "digits", "both"], default="both")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in (["photos", "digits"] if args.source == "both" else [args.source]):
+            r = measure(args.n, source, Path(tmp))
+            print(f"[{source}] N={args.n}, C={C}, 3x32x32: reference {r['ref_bytes_per_sample'] / 1024:.1f} KiB/sample, "
+                  f"store float16 {r['store_bytes_per_sample'] / 1024:.1f} KiB/sample")
+            print(f"[{source}]   bytes ratio float16 store / reference = {r['ratio_float16']:.3f}  (goal <= 0.3)")
+            print(f"[{source}]   bytes ratio float32 store / reference = {r['ratio_float32']:.3f}")
+            print(f"[{source}]   cosine(float32, float16): mean {r['cos_mean']:.6f}, min {r['cos_min']:.6f}  "
+                  f"(goal mean >= 0.999)")
+            print(f"[{source}]   write time float16 {r['write_s_float16']:.2f} s, float32 {r['write_s_float32']:.2f} s")
+            assert math.isfinite(r["cos_mean"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Collect evaluation metrics of many models into one comparison (markdown table, JSON, plot).
+
+Inputs are the ``metrics/eval/<method>.json`` files written by the evaluate stage (and optionally the toy
+stage's metrics); everything is read defensively, a missing number is shown as "-" rather than failing,
+but an unreadable file is an error naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pagstore.evaluation.paper import PAPER_TABLE6, PAPER_TOY, paper_row_for
+
+ROBUST_KEYS = ("aa_l2", "aa_linf", "aa_l2_large", "aa_linf_large")
+ALIGN_KEYS = ("sbg_cos_mean", "etmann_mean")
+
+
+class ReportError(ValueError):
+    """An input metrics file is missing or malformed."""
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """Read one JSON metrics file; a missing or unparsable file raises ReportError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"{path}: metrics file not found (run the stage that writes it)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def summarize(method: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one evaluate metrics file into the numbers of the comparison table (fractions in [0, 1])."""
+    robust = metrics.get("robust_accuracy") or {}
+    align = metrics.get("alignment") or {}
+    meta = (metrics.get("checkpoint") or {}).get("meta") or {}
+    row: dict[str, Any] = {"method": method, "clean": metrics.get("clean_accuracy"),
+                           "num_images": metrics.get("num_images")}
+    row.update({k: robust.get(k) for k in ROBUST_KEYS})
+    row.update({k: align.get(k) for k in ALIGN_KEYS})
+    row["model"] = meta.get("model") if isinstance(meta.get("model"), str) else (meta.get("model") or {}).get("name")
+    row["corruptions"] = {name: c.get("median_min_severity")
+                          for name, c in (metrics.get("corruptions") or {}).items() if isinstance(c, dict)}
+    return row
+
+
+def _pct(v: Any) -> str:
+    return "-" if not isinstance(v, (int, float)) or math.isnan(v) else f"{100 * v:.1f}"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    return "-" if not isinstance(v, (int, float)) or math.isnan(v) else f"{v:.{digits}f}"
+
+
+def _paper(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: our numbers (%) and, on the same line, the paper's corresponding CIFAR-10 row."""
+    head = ("| method | clean | AA L2 | AA Linf | L2 large | Linf large | SBG cos | Etmann "
+            "| paper row | clean | AA L2 | AA Linf | L2 large | Linf large |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        p = paper_row_for(r["method"])
+        paper = (f"{p.name} ({p.model}, {p.table}) | {_paper(p.clean)} | {_paper(p.aa_l2)} | {_paper(p.aa_linf)} "
+                 f"| {_paper(p.aa_l2_large)} | {_paper(p.aa_linf_large)}") if p else "- | - | - | - | - | -"
+        lines.append(f"| {r['method']} | {_pct(r['clean'])} | {_pct(r['aa_l2'])} | {_pct(r['aa_linf'])} "
+                     f"| {_pct(r['aa_l2_large'])} | {_pct(r['aa_linf_large'])} | {_num(r['sbg_cos_mean'])} "
+                     f"| {_num(r['etmann_mean'])} | {paper} |")
+    return "\n".join(lines)
+
+
+def corruption_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of median minimal severities (higher = more robust) with the paper's Table 6."""
+    names = list(PAPER_TABLE6)
+    head = "| method | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        lines.append(f"| {r['method']} | " + " | ".join(_num(r['corruptions'].get(n)) for n in names) + " |")
+    for i, label in enumerate(("paper AT L2 (robust acc. %)", "paper SBG (robust acc. %)")):
+        lines.append(f"| {label} | " + " | ".join(f"{PAPER_TABLE6[n][i]:.2f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def toy_section(toy: dict[str, Any]) -> str:
+    """Markdown lines for the toy metrics (any numeric leaves, flattened), beside Appendix G.1."""
+    lines = ["| model | metric | ours | paper |", "|---|---|---|---|"]
+    for model, value in toy.items():
+        for key, number in _numeric_leaves(value):
+            ref = PAPER_TOY.get(model.lower(), {})
+            kind = "robust" if "robust" in key else "clean" if "clean" in key else None
+            paper = f"{ref[kind]:.1f}%" if kind in ref and key.endswith("mean") else "-"
+            lines.append(f"| {model} | {key} | {number:.4g} | {paper} |")
+    return "\n".join(lines)
+
+
+def _numeric_leaves(value: Any, prefix: str = "") -> list[tuple[str, float]]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [(prefix or "value", float(value))]
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            out.extend(_numeric_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return []
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson correlation of paired values, None when fewer than 3 pairs or zero variance."""
+    if len(xs) < 3:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(xs, ys))
+    sxx = sum((a - mx) ** 2 for a in xs)
+    syy = sum((b - my) ** 2 for b in ys)
+    return None if sxx == 0 or syy == 0 else sxy / math.sqrt(sxx * syy)
+
+
+def plot_robust_vs_alignment(rows: list[dict[str, Any]], x_key: str, y_key: str, path: str | Path) -> None:
+    """Scatter of ``y_key`` robust accuracy (%) vs ``x_key`` alignment, one labelled point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pagstore.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for r in rows:
+        x, y = r.get(x_key), r.get(y_key)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            ax.scatter(x, 100 * y)
+            ax.annotate(r["method"], (x, 100 * y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(f"{y_key} (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,167 @@
+"""PyTorch access to a gradient store: random access over zarr, or streaming over the webdataset export.
+
+Both yield model-space samples: images float32 (uint8 / 255 for pixel_space "unit"; "raw" floats as they
+are), labels int64, grads float32 (C, *S). For the same sample order both give identical batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from pagstore.shards import decode_sample, open_tar_streams, read_index, shard_urls
+from pagstore.store import GradientStore, StoreError, location_str, open_store
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def to_model_space(images: np.ndarray) -> torch.Tensor:
+    """Stored images (n, *S) -> float32 model-space tensor: uint8 / 255 ([0, 1]); float stays as is."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class ZarrGradientDataset(torch.utils.data.Dataset):
+    """Map-style dataset over a complete store: item i -> (image (*S) f32, label () i64, grads (C, *S) f32).
+
+    ``__getitems__`` reads a whole DataLoader batch with one zarr selection, so batches cost one decode per
+    touched chunk instead of one per sample. The zarr handle is reopened in each worker process.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = location_str(path)
+        store = open_store(self.path, "r")
+        missing = store.missing_shards()
+        if missing:
+            raise StoreError(f"{self.path}: store is incomplete (missing shards {missing[:20]}); finish writing it "
+                             "before training on it")
+        self.spec = store.spec
+        self._store: GradientStore | None = store
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return self.spec.num_samples
+
+    def _get_store(self) -> GradientStore:
+        if self._store is None or self._pid != os.getpid():  # forked worker: fresh zarr handle
+            self._store, self._pid = open_store(self.path, "r"), os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}
+
+    def read_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
+        """Rows ``indices`` as stacked tensors: images (B, *S), labels (B,), grads (B, C, *S)."""
+        images, labels, grads = self._get_store().read(np.asarray(indices, dtype=np.int64))
+        return to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float()
+
+    def __getitem__(self, i: int) -> Batch:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sample {i} out of range for {len(self)} samples")
+        x, y, g = self.read_batch([i % len(self)])
+        return x[0], y[0], g[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Batch]:
+        x, y, g = self.read_batch(indices)
+        return [(x[j], y[j], g[j]) for j in range(len(indices))]
+
+
+def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
+                   epoch_length: int | None = None, rank: int | None = None, world_size: int | None = None,
+                   num_workers: int = 0, shuffle_buffer: int = 1000, with_index: bool = False) -> Iterator[Any]:
+    """Stream batches from the webdataset export of a store.
+
+    Shards are shuffled per epoch (``shuffle``: permutation seeded by (seed, epoch)), then split by DDP rank
+    (rank::world_size; defaults from torch.distributed if initialised) and by DataLoader worker; samples
+    are shuffled within a buffer of ``shuffle_buffer`` seeded by (seed, epoch, rank, worker).
+    With ``epoch_length`` (batches per rank) shards are instead drawn with replacement, so every rank
+    yields exactly ``epoch_length`` batches (what DDP needs to stay in step).
+
+    Yields:
+        (images (B, *S) float32, labels (B,) int64, grads (B, C, *S) float32) tensors; with ``with_index``
+        a 4th tensor: the store rows (B,) int64. The last batch may be short (not with epoch_length).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rank, world_size = _dist_info(rank, world_size)
+    urls = shard_urls(store_path, read_index(store_path))
+    source = _ShardStream(urls, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+                          world_size=world_size, resampled=epoch_length is not None,
+                          shuffle_buffer=shuffle_buffer, with_index=with_index)
+    it: Iterable[Any] = source
+    if num_workers > 0:
+        it = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
+    if epoch_length is not None:
+        it = itertools.islice(it, epoch_length)
+    yield from it
+
+
+def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        live = dist.is_available() and dist.is_initialized()
+        rank = rank if rank is not None else (dist.get_rank() if live else 0)
+        world_size = world_size if world_size is not None else (dist.get_world_size() if live else 1)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    return rank, world_size
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class _ShardStream(torch.utils.data.IterableDataset):
+    """The webdataset pipeline for one (rank, worker): shard list -> tar samples -> shuffle -> batches."""
+
+    def __init__(self, urls: list[str], batch_size: int, *, shuffle: bool, seed: int, epoch: int, rank: int,
+                 world_size: int, resampled: bool, shuffle_buffer: int, with_index: bool) -> None:
+        super().__init__()
+        self.urls, self.batch_size, self.shuffle, self.seed, self.epoch = urls, batch_size, shuffle, seed, epoch
+        self.rank, self.world_size, self.resampled = rank, world_size, resampled
+        self.shuffle_buffer, self.with_index = shuffle_buffer, with_index
+
+    def _worker(self) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return (0, 1) if info is None else (info.id, info.num_workers)
+
+    def _shards(self, _: Any = None) -> Iterator[dict[str, str]]:
+        """Explicit node + worker split (no reliance on webdataset's environment guessing)."""
+        wid, nw = self._worker()
+        if self.resampled:
+            rng = random.Random(_seed(self.seed, self.epoch, self.rank, wid, 1))
+            while True:
+                yield {"url": rng.choice(self.urls)}
+        order = list(self.urls)
+        if self.shuffle:
+            random.Random(_seed(self.seed, self.epoch)).shuffle(order)  # same permutation on every rank
+        for url in order[self.rank:: self.world_size][wid::nw]:
+            yield {"url": url}
+
+    def __iter__(self) -> Iterator[Any]:
+        wid, _ = self._worker()
+        stages: list[Any] = [self._shards, open_tar_streams, tar_file_expander, group_by_keys]
+        if self.shuffle:
+            rng = random.Random(_seed(self.seed, self.epoch, self.rank, wid, 2))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+        stages += [wds.map(decode_sample), _batcher(self.batch_size, self.with_index)]
+        return iter(wds.DataPipeline(*stages))
+
+
+def _batcher(batch_size: int, with_index: bool) -> Any:
+    def stage(samples: Iterator[tuple[np.ndarray, int, np.ndarray, int]]) -> Iterator[Any]:
+        while chunk := list(itertools.islice(samples, batch_size)):
+            images, labels, grads, rows = zip(*chunk)
+            out = (to_model_space(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
+                   torch.from_numpy(np.stack(grads)).float())
+            yield (*out, torch.tensor(rows, dtype=torch.int64)) if with_index else out
+    return stage

@@ -1,0 +1,78 @@
+"""Batches for the training loop: ``(x float (B, *S), y int64 (B,), grads (B, C, *S) or None)``.
+
+Methods with a PAG term stream images, labels and stored gradients from the store's webdataset shards
+(:func:`pagstore.loaders.stream_batches`, split by DDP rank); methods without one read the prepared
+train split with a seeded shuffle (split by rank too, so every rank sees disjoint samples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pagstore.data.prepared import PreparedSplit
+
+Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
+
+class DatasetMismatchError(ValueError):
+    """A gradient store was not made from the prepared split it is trained against."""
+
+
+def array_batches(
+    split: PreparedSplit,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[Batch]:
+    """Yield (x (B, *S) float32 model space, y (B,), None); the last short batch is kept.
+
+    The permutation depends only on (seed, epoch), so ranks agree on it and take disjoint strided parts.
+    """
+    n = len(split)
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    order = order[rank::world_size]
+    for start in range(0, len(order), batch_size):
+        idx = np.sort(order[start : start + batch_size])  # sorted reads are cheaper; order within a batch is moot
+        yield torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx]), None
+
+
+def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
+    """Yield (x, y, grads float32 (B, C, *S)) streamed from the store's webdataset shards (DDP-aware)."""
+    from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
+
+    for x, y, g in stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch):
+        yield x, y, g
+
+
+def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:
+    """Open the store, check its dataset fingerprint and shapes match ``split``; return its spec attributes.
+
+    Raises:
+        DatasetMismatchError: different data, class count or sample shape (before any training work).
+    """
+    from pagstore.store import open_store
+
+    store = open_store(str(store_path), mode="r")
+    spec = store.spec
+    fp = split.fingerprint()
+    if spec.dataset.fingerprint != fp:
+        raise DatasetMismatchError(
+            f"{store_path}: store was made from dataset {spec.dataset.fingerprint} but the prepared train split "
+            f"is {fp}; re-run distillation for this data (dvc repro) or point --stores at the matching stores"
+        )
+    if tuple(spec.sample_shape) != split.sample_shape or spec.num_classes != split.num_classes:
+        raise DatasetMismatchError(
+            f"{store_path}: store samples {tuple(spec.sample_shape)} x {spec.num_classes} classes do not match the "
+            f"prepared split {split.sample_shape} x {split.num_classes} classes"
+        )
+    if not store.is_complete():
+        raise DatasetMismatchError(f"{store_path}: store is incomplete (missing shards {store.missing_shards()})")
+    return spec.to_attrs()

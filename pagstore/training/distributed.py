@@ -1,0 +1,62 @@
+"""Multi-process training under ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Gradients are averaged with one all-reduce per step rather than through DDP's reducer, because the PAG
+term back-propagates through a double backward (``create_graph``), which DDP's bucketed hooks do not
+support. Ranks stop an epoch together as soon as one has run out of batches (shards may split unevenly).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def init_from_env() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); return (rank, world_size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_have_batch(has_batch: bool) -> bool:
+    """True when every rank still has a batch this step (so no rank waits forever in an all-reduce)."""
+    if not is_distributed():
+        return has_batch
+    flag = torch.tensor([1 if has_batch else 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def average_gradients(model: nn.Module) -> None:
+    """Average parameter gradients across ranks (in place); a no-op in a single process."""
+    if not is_distributed():
+        return
+    world = dist.get_world_size()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_parameters(model: nn.Module) -> None:
+    """Make every rank start from rank 0's weights and buffers."""
+    if not is_distributed():
+        return
+    for t in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(t.data, src=0)

@@ -1,0 +1,125 @@
+"""Training objectives composed from parts: a base term (CE, AT-PGD or TRADES) plus an optional PAG term.
+
+``objective`` names the base: "ce" (vanilla), "pag" (CE + lambda * PAG), "at" (CE on PGD examples),
+"trades" (CE + beta * KL(clean || adversarial)). Any base gets the PAG term when ``store`` is set
+(AT + PAG and TRADES + PAG of the paper's Table 4). One function computes every combination, so the
+training loop stays single.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pagstore.loss import pag_alignment_loss, sample_target_classes
+from pagstore.training.attacks import pgd
+from pagstore.training.augment import Augmentation
+
+STORE_SOURCES = ("sbg", "oi", "cm", "nn")
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One method of ``train.methods`` in pipeline.yaml.
+
+    Attributes:
+        objective: base term, "ce" | "pag" | "at" | "trades".
+        store: gradient source whose store feeds the PAG term (``stores/<store>``), or None.
+        lam: weight of the PAG term (> 0 exactly when ``store`` is set).
+        norm, eps, steps: PGD threat model for "at" / "trades" (step size 1.5 * eps / steps).
+        beta: TRADES weight of the KL term.
+        k_classes: align K sampled target classes per image (None = all C), scaled by C / K.
+        cos_eps: the epsilon floor of the cosine loss (Eq. 5).
+    """
+
+    objective: Literal["ce", "pag", "at", "trades"]
+    store: str | None = None
+    lam: float = 0.0
+    norm: Literal["l2", "linf"] = "linf"
+    eps: float = 0.0
+    steps: int = 7
+    beta: float = 6.0
+    k_classes: int | None = None
+    cos_eps: float = 1e-8
+
+    @property
+    def uses_store(self) -> bool:
+        return self.store is not None
+
+    def validate(self) -> None:
+        if self.store is not None and self.store not in STORE_SOURCES:
+            raise ValueError(f"store: expected null or one of {list(STORE_SOURCES)}, got {self.store!r}")
+        if self.objective == "pag" and self.store is None:
+            raise ValueError("objective 'pag' needs a store (the gradients to align with)")
+        if self.objective == "ce" and self.store is not None:
+            raise ValueError("objective 'ce' with a store is PAG: write objective: pag")
+        if self.store is not None and not self.lam > 0:
+            raise ValueError(f"lam must be > 0 when a store is used, got {self.lam}")
+        if self.store is None and self.lam != 0:
+            raise ValueError(f"lam={self.lam} has no effect without a store; set store or lam: 0")
+        if self.objective in ("at", "trades") and not self.eps > 0:
+            raise ValueError(f"objective {self.objective!r} needs eps > 0, got {self.eps}")
+        if self.eps < 0 or self.steps < 1 or self.beta < 0 or self.cos_eps <= 0:
+            raise ValueError(
+                f"need eps >= 0, steps >= 1, beta >= 0, cos_eps > 0; got eps={self.eps}, steps={self.steps}, "
+                f"beta={self.beta}, cos_eps={self.cos_eps}"
+            )
+        if self.k_classes is not None and self.k_classes < 1:
+            raise ValueError(f"k_classes must be >= 1 or null, got {self.k_classes}")
+
+
+def objective_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grads: torch.Tensor | None,
+    spec: ObjectiveSpec,
+    *,
+    augment: Augmentation | None = None,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss for one batch and its terms (floats, for logging).
+
+    Args:
+        x: (B, *S) un-augmented model-space inputs; y: int64 (B,); grads: (B, C, *S) stored gradients
+            (required when ``spec.store`` is set, ignored otherwise).
+        augment: per-sample augmentation applied inside the graph (images only).
+        clamp: valid input range for adversarial examples, None for vector data.
+    Returns:
+        (scalar loss with graph, {"loss", "ce", "adv", "pag", "acc"}).
+    """
+    xa = augment(x) if augment is not None else x
+    terms: dict[str, float] = {}
+    if spec.objective == "at":
+        x_adv = pgd(model, xa, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, clamp=clamp, generator=generator)
+        logits = model(x_adv)
+        loss = F.cross_entropy(logits, y)
+        terms["adv"] = float(loss.detach())
+    else:
+        logits = model(xa)
+        loss = F.cross_entropy(logits, y)
+        terms["ce"] = float(loss.detach())
+        if spec.objective == "trades":
+            x_adv = pgd(model, xa, norm=spec.norm, eps=spec.eps, steps=spec.steps, loss="kl", clamp=clamp,
+                        generator=generator)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+            loss = loss + spec.beta * kl
+            terms["adv"] = float(kl.detach())
+    terms["acc"] = float((logits.argmax(1) == y).float().mean())
+    if spec.uses_store:
+        if grads is None:
+            raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
+        c = grads.shape[1]
+        k = c if spec.k_classes is None else min(spec.k_classes, c)
+        targets = sample_target_classes(y, c, k, generator) if k < c else None
+        aug_rep = augment.repeat_interleave(k) if augment is not None else None
+        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps)
+        loss = loss + spec.lam * pag
+        terms["pag"] = float(pag.detach())
+    terms["loss"] = float(loss.detach())
+    return loss, terms

@@ -1,0 +1,168 @@
+"""Train one method end to end: data checks, model, resume, the loop, checkpoint, metrics and plots."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pagstore import __version__
+from pagstore.atomic import atomic_path, write_json
+from pagstore.data.prepared import PreparedSplit, load_split
+from pagstore.models import build_model
+from pagstore.training import metrics as M
+from pagstore.training.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    restore_scheduler_state,
+    save_checkpoint,
+)
+from pagstore.training.config import TrainCommon
+from pagstore.training.data import Batch, array_batches, check_store_matches, store_batches
+from pagstore.training.distributed import broadcast_parameters, init_from_env
+from pagstore.training.loop import LoopOptions, fit
+from pagstore.training.objectives import ObjectiveSpec
+
+CSV_COLUMNS = ["epoch", "lr", "loss", "ce", "adv", "pag", "train_acc", "test_acc", "align_cos", "seconds"]
+
+
+def normalisation(split: PreparedSplit) -> tuple[list[float], list[float]]:
+    """Per-channel (images) or per-feature (vectors) mean and std of the train split in model space."""
+    x = split.as_float()
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    mean, std = x.mean(axis=axes), x.std(axis=axes)
+    return [round(float(m), 6) for m in mean], [round(max(float(s), 1e-3), 6) for s in std]
+
+
+def _held_out(split: PreparedSplit, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = np.arange(min(n, len(split)))
+    return torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx])
+
+
+def _align_batch(store_path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A fixed, un-augmented batch of the store (images in model space, gradients) for the alignment metric."""
+    if n == 0:
+        return None
+    from pagstore.store import open_store
+
+    store = open_store(str(store_path), mode="r")
+    images, _, grads = store.read(np.arange(min(n, store.num_samples)))
+    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(grads.astype(np.float32))
+
+
+def run_id(method: str, spec: ObjectiveSpec, common: TrainCommon, fingerprints: dict[str, Any]) -> str:
+    """Hash of everything that defines a run; a checkpoint is resumed only when it matches."""
+    blob = json.dumps(
+        {"method": method, "spec": dataclasses.asdict(spec), "common": dataclasses.asdict(common), **fingerprints},
+        sort_keys=True, default=str,
+    )
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    """Per-epoch metrics as CSV (DVC plots); absent terms are left empty."""
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")) for k in CSV_COLUMNS})
+
+
+def train_method(
+    method: str,
+    spec: ObjectiveSpec,
+    common: TrainCommon,
+    prepared_dir: str | Path,
+    stores_dir: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    plots_path: str | Path,
+) -> dict[str, Any]:
+    """Train ``method`` and write ``out_dir/checkpoint.pt``, ``metrics_path`` (JSON) and ``plots_path`` (CSV).
+
+    Resumes from ``out_dir/checkpoint.pt`` when it was made by the same run (same params and data).
+    Under torchrun, ranks train on disjoint data and rank 0 writes the outputs. Returns the final metrics.
+    """
+    rank, world = init_from_env()
+    torch.manual_seed(common.seed)
+    prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
+    train = load_split(prepared_dir / "train.npz")
+    test = load_split(prepared_dir / "test.npz")
+    store_path = Path(stores_dir) / spec.store if spec.store else None
+    store_attrs = check_store_matches(store_path, train) if store_path is not None else None
+    fingerprints = {"dataset_fingerprint": train.fingerprint(), "store": store_attrs}
+    rid = run_id(method, spec, common, fingerprints)
+
+    kwargs = dict(common.model_kwargs)
+    if common.normalize:
+        kwargs["mean"], kwargs["std"] = normalisation(train)
+    model_config = {"name": common.model, "num_classes": train.num_classes,
+                    "sample_shape": list(train.sample_shape), "kwargs": kwargs}
+    model = build_model(common.model, train.num_classes, train.sample_shape, **kwargs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=common.lr, momentum=common.momentum,
+                                weight_decay=common.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(common.milestones), gamma=common.gamma)
+    ckpt_path = out_dir / "checkpoint.pt"
+    history: list[dict[str, Any]] = []
+    start = 0
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["meta"].get("run_id") == rid:
+            model = model_from_checkpoint(ckpt)
+            optimizer = torch.optim.SGD(model.parameters(), lr=common.lr, momentum=common.momentum,
+                                        weight_decay=common.weight_decay)
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(common.milestones), gamma=common.gamma)
+            scheduler.load_state_dict(restore_scheduler_state(ckpt["scheduler"]))
+            start, history = int(ckpt["meta"]["epoch"]), list(ckpt["meta"]["history"])
+    broadcast_parameters(model)
+
+    is_image = len(train.sample_shape) == 3
+    opts = LoopOptions(augment=common.augment and is_image, crop_pad=common.crop_pad, flip=common.flip,
+                       clamp=(0.0, 1.0) if is_image else None, seed=common.seed)
+    x_test, y_test = _held_out(test, common.eval_samples)
+    align = _align_batch(store_path, common.align_samples) if store_path is not None else None
+
+    def batches(epoch: int) -> Iterable[Batch]:
+        if store_path is not None:
+            return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch)
+        return array_batches(train, common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        out = {"test_acc": M.accuracy(m, x_test, y_test)}
+        if align is not None:
+            out["align_cos"] = M.alignment(m, *align)
+        return out
+
+    meta = {"method": method, "objective": dataclasses.asdict(spec), "recipe": dataclasses.asdict(common),
+            "store": store_attrs, "dataset_fingerprint": train.fingerprint(), "run_id": rid,
+            "epochs": common.epochs, "world_size": world, "code_version": __version__}
+
+    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
+        history.append(row)
+        if rank == 0:
+            save_checkpoint(ckpt_path, model, model_config, {**meta, "epoch": epoch, "history": history},
+                            optimizer, scheduler)
+            write_history_csv(Path(plots_path), history)
+
+    fit(model, spec, batches, optimizer, scheduler, opts, epochs=common.epochs, start_epoch=start,
+        evaluate=evaluate, on_epoch_end=on_epoch_end, rank=rank)
+    final = {"method": method, "model": common.model, "objective": spec.objective, "store": spec.store,
+             "lam": spec.lam, "epochs": common.epochs,
+             "num_parameters": sum(p.numel() for p in model.parameters()),
+             "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
+             **{k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}}
+    if rank == 0:
+        if not ckpt_path.is_file():  # nothing left to train but no checkpoint: cannot happen, guard anyway
+            raise FileNotFoundError(f"{ckpt_path}: missing after training")
+        write_history_csv(Path(plots_path), history)
+        write_json(metrics_path, final)
+    return final

@@ -1,0 +1,136 @@
+"""Integrity check of a gradient store (and of its webdataset export, if present).
+
+:func:`verify_store` never lets a library traceback escape for bad data: spec refusals, missing arrays,
+undecodable zarr shards, NaN/inf, out-of-range labels, incomplete shards and tar checksum mismatches all
+become :class:`Problem` entries naming the array, the shard file and the sample range or sample index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pagstore.spec import SpecError
+
+
+@dataclass
+class Problem:
+    """One finding. ``samples`` = [first, last] row range, ``sample`` = one offending row."""
+
+    kind: str  # open | spec | incomplete | decode | nonfinite | label | index | export
+    message: str
+    array: str | None = None
+    shard: int | None = None
+    file: str | None = None
+    samples: list[int] | None = None
+    sample: int | None = None
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify_store`; ``ok`` is True when there are no problems."""
+
+    path: str
+    num_samples: int | None = None
+    num_shards: int | None = None
+    shards_checked: int = 0
+    export_checked: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "ok": self.ok, "num_samples": self.num_samples, "num_shards": self.num_shards,
+                "shards_checked": self.shards_checked, "export_checked": self.export_checked,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport:
+    """Check spec, arrays, completeness and every shard's data; also the export's checksums if present."""
+    from pagstore.shards import INDEX_NAME, check_export as _check_export, shards_location
+    from pagstore.store import StoreError, location_str, open_store
+
+    loc = location_str(path)
+    report = VerifyReport(path=loc)
+    try:
+        store = open_store(loc, "r")
+    except (SpecError, StoreError) as exc:
+        report.problems.append(Problem("spec" if isinstance(exc, SpecError) else "open", str(exc)))
+        return report
+    except Exception as exc:  # corrupt metadata (bad JSON, unknown codec...): report, don't crash
+        report.problems.append(Problem("open", f"{loc}: cannot open the store: {type(exc).__name__}: {exc}"))
+        return report
+    report.num_samples, report.num_shards = store.num_samples, store.num_shards
+    try:
+        done = store.done_flags()
+    except Exception as exc:
+        report.problems.append(Problem("decode", f"{loc}/done: cannot read the completion record: {exc}",
+                                       array="done"))
+        done = np.zeros(store.num_shards, dtype=bool)
+    missing = [int(k) for k in np.flatnonzero(~done)]
+    if missing:
+        report.problems.append(Problem("incomplete", f"{loc}: {len(missing)} of {store.num_shards} shards not "
+                                       f"written: {missing[:20]}{' ...' if len(missing) > 20 else ''}"))
+    for k in np.flatnonzero(done):
+        report.problems.extend(_check_shard(store, int(k)))
+        report.shards_checked += 1
+    if check_export:
+        from pagstore.store import is_url
+
+        shards = shards_location(loc)
+        present = (Path(shards) / INDEX_NAME).exists() if not is_url(loc) else _url_exists(f"{shards}/{INDEX_NAME}")
+        if present:
+            report.export_checked = True
+            for p in _check_export(loc):
+                report.problems.append(Problem(kind="export", message=p["message"], file=p.get("file"),
+                                               samples=p.get("samples")))
+    return report
+
+
+def _url_exists(url: str) -> bool:
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(url)
+    return fs.exists(p)
+
+
+def _check_shard(store: Any, k: int) -> list[Problem]:
+    sl = store.shard_slice(k)
+    rows = [sl.start, sl.stop - 1]
+    out: list[Problem] = []
+    data = {}
+    for name, arr in store.arrays.items():
+        if name == "done":
+            continue
+        chunk_key = "/".join([name, "c", str(k)] + ["0"] * (arr.ndim - 1))
+        try:
+            data[name] = arr[sl]
+        except Exception as exc:  # zarr/blosc raise assorted types for corrupt bytes
+            out.append(Problem("decode", f"{store.location}/{chunk_key}: cannot decode shard {k} of {name!r} "
+                               f"(samples {rows[0]}..{rows[1]}): {type(exc).__name__}: {exc}",
+                               array=name, shard=k, file=f"{store.location}/{chunk_key}", samples=rows))
+    for name in ("grads", "images"):
+        if name in data and np.issubdtype(data[name].dtype, np.floating):
+            ok = np.isfinite(data[name].reshape(data[name].shape[0], -1)).all(axis=1)
+            if not ok.all():
+                i = sl.start + int(np.flatnonzero(~ok)[0])
+                out.append(Problem("nonfinite", f"{store.location}: {name} of sample {i} (shard {k}) contain NaN "
+                                   f"or inf ({int((~ok).sum())} samples in this shard)", array=name, shard=k,
+                                   sample=i))
+    if "labels" in data:
+        lb = data["labels"]
+        bad = np.flatnonzero((lb < 0) | (lb >= store.num_classes))
+        if bad.size:
+            i = sl.start + int(bad[0])
+            out.append(Problem("label", f"{store.location}: label {int(lb[bad[0]])} of sample {i} (shard {k}) is "
+                               f"outside [0, {store.num_classes})", array="labels", shard=k, sample=i))
+    if "index" in data and data["index"].size and data["index"].min() < 0:
+        i = sl.start + int(np.flatnonzero(data["index"] < 0)[0])
+        out.append(Problem("index", f"{store.location}: negative dataset index at sample {i} (shard {k})",
+                           array="index", shard=k, sample=i))
+    return out

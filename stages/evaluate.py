@@ -1,0 +1,215 @@
+"""Stage ``evaluate@<method>``: robustness, corruptions, PAG pictures and gradient alignment of one classifier.
+
+Reads the ``evaluate`` section and the attack budgets of the dataset profile (``datasets.<profile>.eval``),
+the trained checkpoint, the prepared test split and the SBG gradients of test images; writes one metrics
+JSON (with the parameters and the checkpoint's meta) and a folder of plots (APGD eps sweep CSV + PNG,
+targeted large-eps PGD grid). AutoAttack state files under ``--state-dir`` let an interrupted run resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pagstore.atomic import atomic_dir, write_json
+from pagstore.config import load_section, read_yaml
+from pagstore.data.prepared import PreparedSplit, load_split
+
+NORM_KEYS = {"L2": "eps_l2", "Linf": "eps_linf"}
+
+
+@dataclass(frozen=True)
+class EvalBudget:
+    """``datasets.<profile>.eval``: attack radii in [0, 1] pixel units."""
+
+    eps_l2: float
+    eps_linf: float
+    large_eps_l2: float
+    large_eps_linf: float
+
+    def validate(self) -> None:
+        for name, value in asdict(self).items():
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+
+    def eps(self, norm: str, large: bool = False) -> float:
+        return getattr(self, ("large_" if large else "") + NORM_KEYS[norm])
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """APGD-CE curve: eps = factor * the profile's eps of each norm; ``n_iter`` APGD iterations."""
+
+    eps_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    n_iter: int = 20
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    """Which corruptions, the severities to report accuracy at, and the minimal-severity search."""
+
+    names: tuple[str, ...] = ("gaussian_blur", "salt_and_pepper", "contrast_reduction", "blended_uniform_noise")
+    severities: tuple[float, ...] = (0.1, 0.25, 0.5)
+    steps: int = 20
+    refine: int = 4
+
+
+@dataclass(frozen=True)
+class PictureParams:
+    """Targeted PGD grid: eps = eps_factor * the profile's large eps of ``norm``."""
+
+    num_images: int = 6
+    norm: str = "L2"
+    eps_factor: float = 2.0
+    steps: int = 40
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """The ``evaluate`` section. ``num_images``: test images attacked (null = the whole test split)."""
+
+    num_images: int | None = 100
+    seed: int = 0
+    batch_size: int = 250
+    device: str = "cpu"
+    autoattack: bool = True
+    large_eps: bool = True
+    alignment_images: int = 100
+    sweep: SweepParams = field(default_factory=SweepParams)
+    corruptions: CorruptionParams = field(default_factory=CorruptionParams)
+    pictures: PictureParams = field(default_factory=PictureParams)
+
+    def validate(self) -> None:
+        if self.num_images is not None and self.num_images < 1:
+            raise ValueError(f"num_images must be >= 1 or null (all), got {self.num_images}")
+        if self.pictures.norm not in NORM_KEYS:
+            raise ValueError(f"pictures.norm must be one of {list(NORM_KEYS)}, got {self.pictures.norm!r}")
+        from pagstore.evaluation.corruptions import CORRUPTIONS
+
+        unknown = [n for n in self.corruptions.names if n not in CORRUPTIONS]
+        if unknown:
+            raise ValueError(f"corruptions.names: unknown {unknown}; known: {list(CORRUPTIONS)}")
+
+
+def select_images(split: PreparedSplit, num_images: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random subset of the test split: x (n, ch, H, W) in [0, 1], y (n,)."""
+    if split.pixel_space != "unit":
+        raise ValueError(f"evaluate needs image data (pixel space 'unit'), got {split.pixel_space!r} "
+                         f"with sample shape {split.sample_shape}")
+    n = len(split) if num_images is None else min(num_images, len(split))
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx])
+
+
+def evaluate(model: nn.Module, split: PreparedSplit, params: EvaluateParams, budget: EvalBudget,
+             plots_dir: Path, *, sbg_test: Path | None = None, state_dir: Path | None = None,
+             state_key: str = "model", title: str = "") -> dict[str, Any]:
+    """Run every evaluation on ``model`` and write the plots into ``plots_dir``; return the metrics."""
+    from pagstore.evaluation import alignment, apgd_sweep, corruptions, pictures
+    from pagstore.evaluation.autoattack import run_autoattack
+
+    dev = params.device
+    model = model.to(dev).eval()
+    x, y = select_images(split, params.num_images, params.seed)
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        clean = (model(x.to(dev)).argmax(1).cpu() == y).float().mean().item()
+    out: dict[str, Any] = {"num_images": len(y), "clean_accuracy": clean, "robust_accuracy": {}, "autoattack": {}}
+    if params.autoattack:
+        for large in (False, True) if params.large_eps else (False,):
+            for norm in NORM_KEYS:
+                key = f"aa_{norm.lower()}" + ("_large" if large else "")
+                eps = budget.eps(norm, large)
+                state = None if state_dir is None else state_dir / f"{key}-eps{eps:.6g}-n{len(y)}-{state_key}.json"
+                res = run_autoattack(model, x, y, norm=norm, eps=eps, batch_size=params.batch_size,
+                                     seed=params.seed, device=dev, state_path=state)
+                out["autoattack"][key] = res.as_dict()
+                out["robust_accuracy"][key] = res.robust_accuracy
+        timing["autoattack"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    eps_by_norm = {n: [f * budget.eps(n) for f in params.sweep.eps_factors] for n in NORM_KEYS}
+    points = apgd_sweep.robust_accuracy_curve(model, x, y, eps_by_norm, n_iter=params.sweep.n_iter,
+                                              seed=params.seed, device=dev)
+    apgd_sweep.write_sweep_csv(points, plots_dir / "sweep.csv")
+    apgd_sweep.plot_sweep(points, plots_dir / "sweep.png", title=title)
+    timing["sweep"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cp = params.corruptions
+    model_cpu = model.cpu()
+    out["corruptions"] = corruptions.corruption_report(model_cpu, x, y, list(cp.names), list(cp.severities),
+                                                       steps=cp.steps, refine=cp.refine, seed=params.seed)
+    timing["corruptions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pp = params.pictures
+    attack = pictures.TargetedAttack(norm=pp.norm, eps=pp.eps_factor * budget.eps(pp.norm, large=True),
+                                     steps=pp.steps, step_size=2.5 * pp.eps_factor * budget.eps(pp.norm, True) / pp.steps)
+    grid = pictures.targeted_grid(model_cpu, x[: pp.num_images], split.num_classes, attack)
+    pictures.save_grid(grid, plots_dir / "targeted.png", col_labels=pictures.class_columns(split.class_names),
+                       title=f"{title} targeted {attack.norm} PGD, eps {attack.eps:g}")
+    out["pictures"] = asdict(attack)
+    timing["pictures"] = time.perf_counter() - t
+    t = time.perf_counter()
+    xa, ya, ref = x[: params.alignment_images], y[: params.alignment_images], None
+    if sbg_test is not None:
+        xa, ya, ref, out["sbg_test"] = alignment.load_reference_gradients(str(sbg_test), params.alignment_images)
+    out["alignment"] = alignment.alignment_metrics(model_cpu, xa, ya, ref)
+    timing["alignment"] = time.perf_counter() - t
+    out["timing_s"] = timing
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, required=True)
+    ap.add_argument("--method", required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--prepared", type=Path, required=True, help="folder holding test.npz")
+    ap.add_argument("--sbg-test", type=Path, default=None, help="gradient store of SBG test gradients")
+    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--plots", type=Path, required=True)
+    ap.add_argument("--state-dir", type=Path, default=None, help="AutoAttack resume state (kept on failure)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from pagstore.training.checkpoint import load_classifier
+
+    params = load_section(args.params, "evaluate", EvaluateParams)
+    profile = read_yaml(args.params).get("profile")
+    budget = load_section(args.params, f"datasets.{profile}.eval", EvalBudget)
+    split = load_split(args.prepared / "test.npz")
+    model, meta = load_classifier(args.checkpoint)
+    ckpt_hash = file_sha256(args.checkpoint)
+    with atomic_dir(args.plots) as plots:
+        metrics = evaluate(model, split, params, budget, plots, sbg_test=args.sbg_test,
+                           state_dir=args.state_dir, state_key=ckpt_hash.split(":")[1][:16], title=args.method)
+    metrics.update({
+        "method": args.method,
+        "params": {"evaluate": asdict(params), "profile": profile, "eval_budget": asdict(budget)},
+        "checkpoint": {"path": str(args.checkpoint), "sha256": ckpt_hash, "meta": meta},
+        "test_split": {"path": str(args.prepared / "test.npz"), "fingerprint": split.fingerprint()},
+    })
+    write_json(args.metrics, metrics)
+    if args.state_dir is not None:
+        # The state only serves to resume an interrupted run; a finished one must not leak into the next.
+        shutil.rmtree(args.state_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Stage ``report``: every evaluated model in one table beside the paper's rows, plus plots and JSON.
+
+Reads ``metrics/eval/<method>.json`` for every method of ``train.methods`` and ``train.plain_methods``
+(methods without a metrics file are listed as missing, not fatal), the toy metrics when present, and,
+when several lambdas of one method were trained, their checkpoints for the lambda-sweep picture (Fig. 5).
+Writes ``reports/results.md``, ``metrics/report.json`` and ``plots/report/*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pagstore.atomic import atomic_dir, write_bytes, write_json
+from pagstore.config import load_section, read_yaml
+from pagstore.evaluation import report as rep
+
+DATASET_WORDS = {
+    "digits": "scikit-learn digits upsampled to 16x16x1 (450 test images)",
+    "cifar10": "CIFAR-10 32x32x3", "cifar100": "CIFAR-100 32x32x3", "stl10": "STL-10",
+    "tinyimagenet": "Tiny ImageNet 64x64x3",
+}
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """The ``report`` section: which alignment and robust metrics the summary plot puts on its axes."""
+
+    alignment_metric: str = "sbg_cos_mean"
+    robust_metric: str = "aa_l2"
+
+    def validate(self) -> None:
+        if self.alignment_metric not in rep.ALIGN_KEYS:
+            raise ValueError(f"alignment_metric must be one of {rep.ALIGN_KEYS}, got {self.alignment_metric!r}")
+        if self.robust_metric not in rep.ROBUST_KEYS:
+            raise ValueError(f"robust_metric must be one of {rep.ROBUST_KEYS}, got {self.robust_metric!r}")
+
+
+def method_names(pipeline: dict[str, Any]) -> list[str]:
+    """Methods trained by the pipeline: keys (or items) of train.methods then train.plain_methods."""
+    train = pipeline.get("train") or {}
+    names: list[str] = []
+    for key in ("methods", "plain_methods"):
+        group = train.get(key) or {}
+        names.extend(group if isinstance(group, (dict, list)) else [])
+    return [str(n) for n in names]
+
+
+def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
+                 toy_path: Path | None) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Return (markdown, report JSON, table rows) from the evaluate metrics under ``eval_dir``."""
+    rows, missing = [], []
+    for method in method_names(pipeline):
+        path = eval_dir / f"{method}.json"
+        if path.is_file():
+            rows.append(rep.summarize(method, rep.read_metrics(path)))
+        else:
+            missing.append(method)
+    profile = pipeline.get("profile", "?")
+    budget = ((pipeline.get("datasets") or {}).get(profile) or {}).get("eval") or {}
+    num_images = sorted({r["num_images"] for r in rows if r.get("num_images")})
+    models = sorted({str(r["model"]) for r in rows if r.get("model")}) or ["?"]
+    xs = [(r[params.alignment_metric], r[params.robust_metric]) for r in rows
+          if isinstance(r.get(params.alignment_metric), float) and isinstance(r.get(params.robust_metric), float)]
+    corr = rep.pearson([a for a, _ in xs], [b for _, b in xs])
+    md = [
+        "# Results", "",
+        "Ours beside the paper (Ganz, Kawar & Elad, ICML 2023). **The settings differ**: the numbers are not "
+        "expected to match, only the ordering of methods is comparable.", "",
+        f"- **Ours**: dataset `{profile}` ({DATASET_WORDS.get(profile, profile)}), model {', '.join(models)}, "
+        f"{', '.join(map(str, num_images)) or '?'} test images; AutoAttack standard at L2 eps "
+        f"{budget.get('eps_l2', '?')}, Linf eps {budget.get('eps_linf', '?')}; large eps L2 "
+        f"{budget.get('large_eps_l2', '?')}, Linf {budget.get('large_eps_linf', '?')}.",
+        "- **Paper**: CIFAR-10 32x32x3, ResNet-18 (TRADES rows: WRN-34-10), full 10k test set; AutoAttack "
+        "standard at L2 eps 0.5, Linf eps 8/255; large eps L2 1.0, Linf 16/255.",
+        "- Accuracies in %. SBG cos: mean cosine between the model's input-gradients and the SBG gradients "
+        "of held-out test images (all classes); Etmann: |<x, grad logit>| / (|x| |grad|).", "",
+        rep.results_table(rows), "",
+        f"Pearson correlation of {params.robust_metric} with {params.alignment_metric} across models: "
+        f"{'-' if corr is None else f'{corr:.3f}'} ({len(xs)} models).", "",
+        "## Non-norm-bounded attacks", "",
+        "Ours: median minimal severity in [0, 1] that changes the prediction (higher = more robust; "
+        "foolbox-style linear + binary search). Paper (Table 6): foolbox robust accuracy (%), ResNet-18 "
+        "CIFAR-10, at foolbox's default budgets, so the two rows measure different quantities.", "",
+        rep.corruption_table(rows), "",
+    ]
+    toy = rep.read_metrics(toy_path) if toy_path is not None and toy_path.is_file() else None
+    if toy is not None:
+        md += ["## 2-D toy (Appendix G.1)", "",
+               "Paper: both models 100% clean; L2 PGD eps 15 (10 steps of 2): vanilla 0.0%, NN-PAG 75.5%.", "",
+               rep.toy_section(toy), ""]
+    if missing:
+        md += [f"Not evaluated (no metrics file): {', '.join(missing)}.", ""]
+    report = {"profile": profile, "eval_budget": budget, "params": asdict(params),
+              "models": {r["method"]: r for r in rows}, "missing": missing,
+              "correlation": {"x": params.alignment_metric, "y": params.robust_metric, "pearson": corr,
+                              "num_models": len(xs)},
+              "toy": toy}
+    return "\n".join(md), report, rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, required=True)
+    ap.add_argument("--eval-dir", type=Path, required=True, help="folder of metrics/eval/<method>.json")
+    ap.add_argument("--toy", type=Path, default=None, help="toy metrics JSON (optional)")
+    ap.add_argument("--markdown", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--plots", type=Path, required=True)
+    args = ap.parse_args(argv)
+    params = load_section(args.params, "report", ReportParams)
+    md, report, rows = build_report(params, read_yaml(args.params), args.eval_dir, args.toy)
+    with atomic_dir(args.plots) as plots:
+        rep.plot_robust_vs_alignment(rows, params.alignment_metric, params.robust_metric,
+                                     plots / "robust_vs_alignment.png")
+    write_json(args.metrics, report)
+    write_bytes(args.markdown, (md + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Deterministic small stores for the store tests (also imported by writer subprocesses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CLASSES = ["zero", "one", "two"]
+
+
+def dataset_info() -> dict[str, Any]:
+    return {"name": "fake", "fingerprint": "sha256:" + "0" * 64, "class_names": CLASSES, "split": "train"}
+
+
+def shard_data(k: int, start: int, stop: int, sample_shape: tuple[int, ...], image_dtype: str = "uint8",
+               seed: int = 0) -> dict[str, np.ndarray]:
+    """The content of rows [start, stop): a pure function of the rows, so any writer reproduces it."""
+    n, c = stop - start, len(CLASSES)
+    rng = np.random.default_rng([seed, start])
+    if image_dtype == "uint8":
+        images = rng.integers(0, 256, (n, *sample_shape), dtype=np.uint8)
+    else:
+        images = rng.normal(size=(n, *sample_shape)).astype(np.float32)
+    return {"images": images, "labels": rng.integers(0, c, n).astype(np.int64),
+            "grads": rng.normal(size=(n, c, *sample_shape)).astype(np.float32),
+            "index": np.arange(start, stop, dtype=np.int64) * 3 + 1}
+
+
+def expected(num_samples: int, samples_per_shard: int, sample_shape: tuple[int, ...], image_dtype: str = "uint8",
+             seed: int = 0) -> dict[str, np.ndarray]:
+    parts = [shard_data(k, s, min(s + samples_per_shard, num_samples), sample_shape, image_dtype, seed)
+             for k, s in enumerate(range(0, num_samples, samples_per_shard))]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def new_store(path: str | Path, num_samples: int = 40, samples_per_shard: int = 8,
+              sample_shape: tuple[int, ...] = (1, 4, 4), image_dtype: str = "uint8", grad_dtype: str = "float16",
+              mode: str = "w-") -> Any:
+    from pagstore.store import create_store
+
+    return create_store(path, mode, num_samples=num_samples, num_classes=len(CLASSES), sample_shape=sample_shape,
+                        image_dtype=image_dtype, grad_dtype=grad_dtype, dataset=dataset_info(),
+                        source={"name": "fake", "scale": 2.0}, samples_per_shard=samples_per_shard)
+
+
+def write_shards(store: Any, shards: list[int] | None = None, seed: int = 0) -> None:
+    for k in range(store.num_shards) if shards is None else shards:
+        sl = store.shard_slice(k)
+        d = shard_data(k, sl.start, sl.stop, store.sample_shape, store.spec.image_dtype, seed)
+        store.write_shard(k, d["images"], d["labels"], d["grads"], d["index"])
+
+
+def filled_store(path: str | Path, **kw: Any) -> Any:
+    store = new_store(path, **kw)
+    write_shards(store)
+    return store
