@@ -354,7 +354,8 @@ def _validate_shard(spec: StoreSpec, k: int, sl: slice, images: Any, labels: Any
 def round_mantissa(x: np.ndarray, bits: int) -> np.ndarray:
     """Round float16/float32 values to ``bits`` mantissa bits (nearest, ties to even), as the same dtype.
 
-    Zeroed low bits compress to almost nothing; the relative error per value is at most 2**-(bits + 1).
+    Zeroed low bits compress to almost nothing; the relative error per value is at most 2**-(bits + 1)
+    (normal numbers; subnormals have fewer bits to begin with).
     """
     uint = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32}[x.dtype]
     drop = {np.uint16: 10, np.uint32: 23}[uint] - bits

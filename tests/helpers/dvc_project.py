@@ -1,7 +1,7 @@
 """Run the real DVC pipeline in a throw-away git repository.
 
 ``dvc_project`` copies this checkout's ``dvc.yaml``, ``pipeline.yaml`` (deep-merged with test overrides
-that shrink the work), ``stages/`` and ``.dvc/config`` into ``tmp_path``, makes it a git + DVC repo,
+that shrink the work), ``stages/`` and ``pagstore/`` into ``tmp_path``, makes it a git + DVC repo,
 and returns its path; ``dvc`` runs a DVC command there with the test interpreter's ``python`` first on
 PATH, so stage commands (``python -m stages.<name>``) use the installed package.
 """
@@ -60,7 +60,9 @@ def dvc_project(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Path
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    # Stage deps name library folders (e.g. pagstore/data), so the package source must be there too.
+    for package in ("stages", "pagstore"):
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     params = deep_merge(params, overrides or {})
     (root / "pipeline.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -62,8 +62,6 @@ def test_prepare_cli_reports_missing_archive_without_traceback(tmp_path: Path) -
 
 def test_dvc_repro_prepare_then_nothing_changed(tmp_path: Path) -> None:
     root = dvc_project(tmp_path, {"profile": "digits", "datasets": {"digits": {"options": {"image_size": 8}}}})
-    # The stage depends on the library it runs; the throw-away project needs its own copy of it.
-    shutil.copytree(REPO / "pagstore", root / "pagstore", ignore=shutil.ignore_patterns("__pycache__"))
     first = dvc(root, "repro", "prepare")
     assert "Running stage 'prepare'" in first.stdout
     out = root / "data" / "prepared"
