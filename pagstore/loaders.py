@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from pagstore.shards import decode_sample, open_tar_streams, read_index, shard_urls
+from pagstore.shards import decode_sample, open_tar_streams, read_index, shard_urls, tar_samples
 from pagstore.store import GradientStore, StoreError, location_str, open_store
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -73,6 +72,29 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]) -> list[Batch]:
         x, y, g = self.read_batch(indices)
         return [(x[j], y[j], g[j]) for j in range(len(indices))]
+
+    def epoch_order(self, *, seed: int, epoch: int, window_chunks: int = 8) -> list[int]:
+        """A shuffled sample order that decodes each zarr chunk about once per epoch (use as sampler).
+
+        A uniform permutation makes every batch touch nearly every chunk, so each chunk is decoded once
+        per batch. Instead: permute the chunks, then permute samples within windows of ``window_chunks``
+        consecutive (permuted) chunks, like webdataset's shard + buffer shuffle. Seeded by (seed, epoch).
+        """
+        chunk = int(self._get_store().arrays["grads"].chunks[0])
+        return chunk_shuffled_order(len(self), chunk, seed=seed, epoch=epoch, window_chunks=window_chunks)
+
+
+def chunk_shuffled_order(num_samples: int, chunk_rows: int, *, seed: int, epoch: int,
+                         window_chunks: int = 8) -> list[int]:
+    """Permutation of range(num_samples): chunks of ``chunk_rows`` shuffled, then samples within windows."""
+    rng = np.random.default_rng([seed, epoch])
+    chunks = rng.permutation(-(-num_samples // chunk_rows))
+    order = []
+    for w in range(0, len(chunks), window_chunks):
+        rows = np.concatenate([np.arange(c * chunk_rows, min((c + 1) * chunk_rows, num_samples))
+                               for c in chunks[w:w + window_chunks]])
+        order.append(rng.permutation(rows))
+    return np.concatenate(order).tolist() if order else []
 
 
 def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
@@ -149,7 +171,7 @@ class _ShardStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         wid, _ = self._worker()
-        stages: list[Any] = [self._shards, open_tar_streams, tar_file_expander, group_by_keys]
+        stages: list[Any] = [self._shards, open_tar_streams, tar_samples]
         if self.shuffle:
             rng = random.Random(_seed(self.seed, self.epoch, self.rank, wid, 2))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))

@@ -179,9 +179,9 @@ def _sha256(f: Any) -> str:
 def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, int, np.ndarray, int]:
     """One raw webdataset sample -> (image as stored, label, grads (C, *S) as stored, store row)."""
     try:
-        image = np.load(io.BytesIO(sample["image.npy"]), allow_pickle=False)
-        grads = np.load(io.BytesIO(sample["grads.npy"]), allow_pickle=False)
-        label = int(sample["cls"])
+        image = load_npy(sample["image.npy"])
+        grads = load_npy(sample["grads.npy"])
+        label = int(bytes(sample["cls"]))
         row = int(sample["__key__"][1:])
     except (KeyError, ValueError) as exc:
         raise ExportError(f"{sample.get('__url__', '?')}: sample {sample.get('__key__', '?')} is malformed "
@@ -189,8 +189,79 @@ def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, int, np.ndarray, 
     return image, label, grads, row
 
 
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+
+
+def load_npy(payload: bytes | memoryview) -> np.ndarray:
+    """Decode ``.npy`` bytes without pickle. Headers repeat across samples, so each distinct header is
+    parsed once (``np.load`` re-parses it with ``ast`` per call: the stream's main cost otherwise)."""
+    buf = memoryview(payload)
+    if bytes(buf[:6]) == b"\x93NUMPY" and buf[6] == 1:
+        end = 10 + int.from_bytes(buf[8:10], "little")
+        header = bytes(buf[:end])
+        parsed = _NPY_HEADERS.get(header)
+        if parsed is None:
+            meta = np.lib.format.read_array_header_1_0(io.BytesIO(header[8:]))
+            shape, fortran, dtype = meta
+            if fortran or dtype.hasobject:
+                return np.load(io.BytesIO(buf), allow_pickle=False)
+            parsed = _NPY_HEADERS.setdefault(header, (dtype, tuple(shape), end))
+        dtype, shape, offset = parsed
+        return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+    return np.load(io.BytesIO(buf), allow_pickle=False)
+
+
 def open_tar_streams(data: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Pipeline stage: {"url"} -> {"url", "stream"} opened with fsspec (local paths, s3://, memory://...)."""
     for source in data:
         with fsspec.open(source["url"], "rb") as stream:
             yield {**source, "stream": stream}
+
+
+def tar_samples(data: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Pipeline stage: {"url", "stream"} -> webdataset samples {"__key__", "__url__", ext: payload}.
+
+    Reads each tar whole (tens of MiB) and walks its 512-byte ustar headers directly, handing out
+    zero-copy views: several times faster than ``tarfile`` streaming. Members are grouped into samples by
+    the key before the first dot, as webdataset does; tars with pax/GNU extensions go through ``tarfile``.
+    """
+    for source in data:
+        blob = source["stream"].read()
+        members = _ustar_members(blob)
+        if members is None:
+            with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+                members = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
+        sample: dict[str, Any] = {}
+        for name, payload in members:
+            key, _, ext = Path(name).name.partition(".")
+            key = str(Path(name).parent / key) if "/" in name else key
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            if not sample:
+                sample = {"__key__": key, "__url__": source["url"]}
+            sample[ext] = payload
+        if sample:
+            yield sample
+
+
+def _ustar_members(blob: bytes) -> list[tuple[str, memoryview]] | None:
+    """(name, payload view) of the regular files of a plain ustar tar; None if it uses extensions."""
+    view, off, out = memoryview(blob), 0, []
+    while off + 512 <= len(blob):
+        header = blob[off:off + 512]
+        if header.count(0) == 512:  # end-of-archive block
+            break
+        kind = header[156:157]
+        if kind not in (b"0", b"\0", b"5"):
+            return None  # pax (x/g), GNU long name (L), links...: let tarfile handle it
+        try:
+            size = int(header[124:136].rstrip(b"\0 ").decode() or "0", 8)
+        except ValueError as exc:
+            raise ExportError(f"corrupt tar header at byte {off} ({exc})") from None
+        name = header[:100].rstrip(b"\0").decode()
+        prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" else ""
+        if kind != b"5":
+            out.append((f"{prefix}/{name}" if prefix else name, view[off + 512: off + 512 + size]))
+        off += 512 + -(-size // 512) * 512
+    return out

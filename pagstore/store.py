@@ -156,21 +156,36 @@ class GradientStore:
         uniq, inverse = np.unique(idx, return_inverse=True)
         out = []
         for name in ("images", "labels", "grads"):
-            arr = self._arrays[name]
-            if uniq.size and uniq[-1] - uniq[0] + 1 == uniq.size:  # contiguous: plain slice is fastest
-                part = arr[int(uniq[0]): int(uniq[-1]) + 1]
-            elif uniq.size:
-                part = arr.get_orthogonal_selection((uniq,))
-            else:
-                part = np.empty((0, *arr.shape[1:]), dtype=arr.dtype)
-            out.append(part[inverse])
+            out.append(_read_rows(self._arrays[name], uniq)[inverse])
         return out[0], out[1], out[2]
 
     def read_index(self, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """Original dataset indices (int64) of the given rows."""
         if isinstance(indices, slice):
             return self._arrays["index"][indices]
-        return self._arrays["index"].get_orthogonal_selection((np.asarray(indices, dtype=np.int64),))
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return _read_rows(self._arrays["index"], uniq)[inverse]
+
+
+def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """arr[rows] for sorted unique ``rows``, decoding each touched chunk once.
+
+    zarr's orthogonal selection on sharded arrays decodes per requested row (measured 60x slower than
+    this for 256 rows spread over 16 chunks), so runs of touched chunks are read as plain slices instead.
+    """
+    if rows.size == 0:
+        return np.empty((0, *arr.shape[1:]), dtype=arr.dtype)
+    chunk = int(arr.chunks[0])
+    touched = np.unique(rows // chunk)
+    breaks = np.flatnonzero(np.diff(touched) > 1) + 1
+    parts = []
+    for run in np.split(touched, breaks):
+        start, stop = int(run[0]) * chunk, min((int(run[-1]) + 1) * chunk, arr.shape[0])
+        sel = rows[(rows >= start) & (rows < stop)]
+        block = arr[start:stop]
+        parts.append(block if sel.size == stop - start else block[sel - start])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def open_store(path: str | Path, mode: str = "r") -> GradientStore:

@@ -69,7 +69,7 @@ class PictureParams:
 
     num_images: int = 6
     norm: str = "L2"
-    eps_factor: float = 2.0
+    eps_factor: float = 1.5
     steps: int = 40
 
 
@@ -77,7 +77,7 @@ class PictureParams:
 class EvaluateParams:
     """The ``evaluate`` section. ``num_images``: test images attacked (null = the whole test split)."""
 
-    num_images: int | None = 100
+    num_images: int | None = 50
     seed: int = 0
     batch_size: int = 250
     device: str = "cpu"
@@ -202,13 +202,17 @@ def main(argv: list[str] | None = None) -> None:
     metrics.update({
         "method": args.method,
         "params": {"evaluate": asdict(params), "profile": profile, "eval_budget": asdict(budget)},
-        "checkpoint": {"path": str(args.checkpoint), "sha256": ckpt_hash, "meta": meta},
+        # The per-epoch history lives in metrics/train; the rest of the meta says what made the model.
+        "checkpoint": {"path": str(args.checkpoint), "sha256": ckpt_hash,
+                       "meta": {k: v for k, v in meta.items() if k != "history"}},
         "test_split": {"path": str(args.prepared / "test.npz"), "fingerprint": split.fingerprint()},
     })
     write_json(args.metrics, metrics)
     if args.state_dir is not None:
         # The state only serves to resume an interrupted run; a finished one must not leak into the next.
+        # The (empty) folder stays: it is a declared output.
         shutil.rmtree(args.state_dir, ignore_errors=True)
+        args.state_dir.mkdir(parents=True, exist_ok=True)
 
 
 if __name__ == "__main__":

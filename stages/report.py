@@ -9,7 +9,8 @@ Writes ``reports/results.md``, ``metrics/report.json`` and ``plots/report/*.png`
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,22 @@ DATASET_WORDS = {
 
 
 @dataclass(frozen=True)
+class LambdaSweepParams:
+    """Fig. 5 picture: test image ``image_index`` pushed toward every class by each lambda's model."""
+
+    image_index: int = 0
+    norm: str = "L2"
+    eps_factor: float = 1.5
+    steps: int = 40
+
+
+@dataclass(frozen=True)
 class ReportParams:
-    """The ``report`` section: which alignment and robust metrics the summary plot puts on its axes."""
+    """The ``report`` section: the summary plot's axes and the lambda-sweep picture settings."""
 
     alignment_metric: str = "sbg_cos_mean"
     robust_metric: str = "aa_l2"
+    lambda_sweep: LambdaSweepParams = field(default_factory=LambdaSweepParams)
 
     def validate(self) -> None:
         if self.alignment_metric not in rep.ALIGN_KEYS:
@@ -46,6 +58,52 @@ def method_names(pipeline: dict[str, Any]) -> list[str]:
         group = train.get(key) or {}
         names.extend(group if isinstance(group, (dict, list)) else [])
     return [str(n) for n in names]
+
+
+def lambda_groups(pipeline: dict[str, Any]) -> dict[str, list[tuple[float, str]]]:
+    """Methods that differ only in ``lam``: {group label: [(lam, method), ...] sorted by lam}, 2+ lambdas each."""
+    groups: dict[str, list[tuple[float, str]]] = {}
+    train = pipeline.get("train") or {}
+    for key in ("methods", "plain_methods"):
+        for method, cfg in (train.get(key) or {}).items() if isinstance(train.get(key), dict) else []:
+            if isinstance(cfg, dict) and isinstance(cfg.get("lam"), (int, float)):
+                label = ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()) if k != "lam")
+                groups.setdefault(label, []).append((float(cfg["lam"]), str(method)))
+    return {k: sorted(v) for k, v in groups.items() if len({lam for lam, _ in v}) > 1}
+
+
+def draw_lambda_sweeps(params: LambdaSweepParams, pipeline: dict[str, Any], models_dir: Path,
+                       prepared: Path, rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """Write ``lambda_sweep_<i>.png`` for each lambda group whose checkpoints exist; return the file names."""
+    from pagstore.data.prepared import load_split
+    from pagstore.evaluation.pictures import TargetedAttack, class_columns, lambda_sweep_grid, save_grid
+    from pagstore.training.checkpoint import load_classifier
+
+    import torch
+
+    groups = lambda_groups(pipeline)
+    if not groups:
+        return []
+    split = load_split(prepared / "test.npz")
+    profile = pipeline.get("profile")
+    budget = ((pipeline.get("datasets") or {}).get(profile) or {}).get("eval") or {}
+    eps = params.eps_factor * float(budget[f"large_eps_{params.norm.lower()}"])
+    attack = TargetedAttack(norm=params.norm, eps=eps, steps=params.steps, step_size=2.5 * eps / params.steps)
+    x = torch.from_numpy(split.as_float(slice(params.image_index, params.image_index + 1)))
+    robust = {r["method"]: r.get("aa_l2") for r in rows}
+    written = []
+    for i, (label, members) in enumerate(sorted(groups.items())):
+        present = [(lam, m) for lam, m in members if (models_dir / m / "checkpoint.pt").is_file()]
+        if len(present) < 2:
+            continue
+        models = [load_classifier(models_dir / m / "checkpoint.pt")[0] for _, m in present]
+        grid = lambda_sweep_grid(models, x, split.num_classes, attack)
+        row_labels = [f"lam {lam:g}\nAA L2 {rep._pct(robust.get(m))}" for lam, m in present]
+        name = f"lambda_sweep_{i}.png"
+        save_grid(grid, out_dir / name, col_labels=class_columns(split.class_names), row_labels=row_labels,
+                  title=f"{label}: targeted {attack.norm} PGD, eps {eps:g}")
+        written.append(name)
+    return written
 
 
 def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
@@ -106,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, required=True)
     ap.add_argument("--eval-dir", type=Path, required=True, help="folder of metrics/eval/<method>.json")
     ap.add_argument("--toy", type=Path, default=None, help="toy metrics JSON (optional)")
+    ap.add_argument("--models", type=Path, default=None, help="models/classifiers, for the lambda-sweep picture")
+    ap.add_argument("--prepared", type=Path, default=None, help="data/prepared, for the lambda-sweep picture")
     ap.add_argument("--markdown", type=Path, required=True)
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--plots", type=Path, required=True)
@@ -115,6 +175,15 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.plots) as plots:
         rep.plot_robust_vs_alignment(rows, params.alignment_metric, params.robust_metric,
                                      plots / "robust_vs_alignment.png")
+        sweeps = []
+        if args.models is not None and args.prepared is not None:
+            sweeps = draw_lambda_sweeps(params.lambda_sweep, read_yaml(args.params), args.models, args.prepared,
+                                        rows, plots)
+    rel = Path(os.path.relpath(args.plots, args.markdown.parent))
+    md += f"\n## Plots\n\n![robust accuracy vs alignment]({rel / 'robust_vs_alignment.png'})\n"
+    for name in sweeps:
+        md += f"\n![lambda sweep (Fig. 5 layout)]({rel / name})\n"
+    report["lambda_sweeps"] = sweeps
     write_json(args.metrics, report)
     write_bytes(args.markdown, (md + "\n").encode())
 

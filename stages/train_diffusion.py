@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
     parser.add_argument("--train", type=Path, required=True, help="prepared train split (data/prepared/train.npz)")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="output checkpoint (models/diffusion/checkpoint.pt)")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="output checkpoint (models/diffusion/checkpoint.pt)")
     parser.add_argument("--samples", type=Path, required=True, help="output sample grid PNG")
     parser.add_argument("--loss-csv", type=Path, required=True, help="output loss curve CSV (step,loss)")
     args = parser.parse_args(argv)

@@ -162,6 +162,7 @@ def run_local(
 ) -> None:
     """Run shard tasks on the local dask threaded scheduler with a progress bar; one shared source."""
     import dask
+    import dask.threaded
     from dask.diagnostics import ProgressBar
 
     threads = min(workers or os.cpu_count() or 1, len(todo))
@@ -172,6 +173,7 @@ def run_local(
     try:
         tasks = [dask.delayed(run_shard, pure=False)(store_path, source, w, batch_size, grad_dtype) for w in todo]
         with ProgressBar(minimum=1.0):
-            dask.compute(*tasks, scheduler="threads", num_workers=threads)
+            # The threaded get itself, not "threads": naming a scheduler makes dask import distributed.
+            dask.compute(*tasks, scheduler=dask.threaded.get, num_workers=threads)
     finally:
         torch.set_num_threads(previous)

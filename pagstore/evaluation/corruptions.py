@@ -4,7 +4,7 @@ Each corruption maps images and a severity ``s`` in [0, 1] to corrupted images; 
 and the corruption grows monotonically with ``s`` along a fixed per-image path (the random noise of an
 image is drawn once, from a seed and the image's position, so a larger severity only adds to a smaller one):
 
-- ``gaussian_blur``: Gaussian filter with sigma = s * max(H, W) (foolbox GaussianBlurAttack's scale).
+- ``gaussian_blur``: Gaussian filter, sigma = s * max(H, W), reflect boundaries (foolbox GaussianBlurAttack).
 - ``salt_and_pepper``: a fraction s of the pixels set to 0 or 1 (all channels of a pixel together).
 - ``contrast_reduction``: (1 - s) * x + s * 0.5 (foolbox's ContrastReductionAttack, target 0.5).
 - ``blended_uniform_noise``: (1 - s) * x + s * u with u ~ U[0, 1] (foolbox's LinearSearchBlendedUniformNoise).
@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 Corruption = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -58,24 +57,33 @@ def salt_and_pepper(x: torch.Tensor, s: torch.Tensor, seed: int = 0) -> torch.Te
 
 
 def gaussian_blur(x: torch.Tensor, s: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Separable Gaussian blur with sigma_i = s_i * max(H, W), replicate padding; s_i = 0 leaves image i."""
+    """Gaussian blur with sigma_i = s_i * max(H, W), boundary mode "reflect" (as scipy / foolbox); s_i = 0
+    leaves image i unchanged. (B, ch, H, W) -> (B, ch, H, W)."""
     out = x.clone()
+    h, w = x.shape[-2:]
     for i, si in enumerate(s.tolist()):
         if si > 0:
-            out[i] = _blur_one(x[i : i + 1], si * max(x.shape[-2:]))[0]
+            sigma = si * max(h, w)
+            out[i] = _blur_matrix(h, sigma).to(x) @ x[i] @ _blur_matrix(w, sigma).to(x).T
     return out
 
 
-def _blur_one(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = min(int(math.ceil(3 * sigma)), 4 * max(x.shape[-2:]))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    ch = x.shape[1]
-    kx = kernel.view(1, 1, 1, -1).repeat(ch, 1, 1, 1)
-    ky = kernel.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kx, groups=ch)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), ky, groups=ch)
+def _blur_matrix(n: int, sigma: float) -> torch.Tensor:
+    """(n, n) matrix applying a 1-D Gaussian with reflect boundaries (d c b a | a b c d | d c b a).
+
+    Folding the kernel onto the n positions works for any sigma, also kernels wider than the image, where
+    the blur tends to the image mean.
+    """
+    radius = int(math.ceil(4 * sigma))
+    offsets = torch.arange(-radius, radius + 1)
+    kernel = torch.exp(-0.5 * (offsets.double() / sigma) ** 2)
+    kernel /= kernel.sum()
+    rows = torch.arange(n).view(-1, 1)
+    m = (rows + offsets.view(1, -1)) % (2 * n)
+    cols = torch.where(m < n, m, 2 * n - 1 - m)
+    mat = torch.zeros(n, n, dtype=torch.float64)
+    mat.scatter_add_(1, cols, kernel.expand(n, -1).clone())
+    return mat.float()
 
 
 CORRUPTIONS: dict[str, Corruption] = {

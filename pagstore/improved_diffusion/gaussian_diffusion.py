@@ -120,7 +120,8 @@ class GaussianDiffusion:
 
     def predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         n = x_t.ndim
-        return _extract(self.sqrt_recip_alphas_cumprod, t, n) * x_t - _extract(self.sqrt_recipm1_alphas_cumprod, t, n) * eps
+        return (_extract(self.sqrt_recip_alphas_cumprod, t, n) * x_t
+                - _extract(self.sqrt_recipm1_alphas_cumprod, t, n) * eps)
 
     def predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor) -> torch.Tensor:
         n = x_t.ndim

@@ -18,7 +18,8 @@ def approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def discretized_gaussian_log_likelihood(x: torch.Tensor, *, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+def discretized_gaussian_log_likelihood(x: torch.Tensor, *, means: torch.Tensor,
+                                        log_scales: torch.Tensor) -> torch.Tensor:
     """Log-likelihood (nats, elementwise) of 8-bit images ``x`` in [-1, 1] under a Gaussian discretised to bins.
 
     Each pixel value owns a bin of width 2/255; the outermost bins extend to -inf / +inf.

@@ -98,7 +98,8 @@ def config_for_dataset(preset: DiffusionPreset, overrides: Mapping[str, Any], nu
         if key in DATASET_FLAGS:
             raise ValueError(f"model.{key} is set from the dataset and cannot be overridden")
         if key not in defaults:
-            raise ValueError(f"model.{key}: unknown model/diffusion flag; known: {sorted(set(defaults) - set(DATASET_FLAGS))}")
+            known = sorted(set(defaults) - set(DATASET_FLAGS))
+            raise ValueError(f"model.{key}: unknown model/diffusion flag; known: {known}")
         _check_type(key, value, defaults[key])
     config = {**defaults, **preset.model, **overrides}
     config.update(class_cond=True, num_classes=num_classes + 1, in_channels=in_channels)
@@ -109,7 +110,8 @@ def config_for_dataset(preset: DiffusionPreset, overrides: Mapping[str, Any], nu
 
 def _check_type(key: str, value: Any, default: Any) -> None:
     if key == "channel_mult":
-        ok = value is None or (isinstance(value, (list, tuple)) and all(isinstance(m, int) and not isinstance(m, bool) for m in value))
+        ints = isinstance(value, (list, tuple)) and all(isinstance(m, int) and not isinstance(m, bool) for m in value)
+        ok = value is None or ints
         expected = "null or a list of integers"
     elif isinstance(default, bool):
         ok, expected = isinstance(value, bool), "true/false"

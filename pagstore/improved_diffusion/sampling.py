@@ -23,14 +23,14 @@ def sample_classes(model: nn.Module, config: dict[str, Any], labels: torch.Tenso
 
     ``respacing`` is a ``timestep_respacing`` string ("50", "ddim25", ...) applied to the model's config.
     """
+    if sampler not in ("ddim", "ancestral"):
+        raise ValueError(f"sampler must be 'ddim' or 'ancestral', got {sampler!r}")
     _, diffusion = create_model_and_diffusion(**{**config, "timestep_respacing": respacing})
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
     shape = (config.get("in_channels", 3), config["image_size"], config["image_size"])
     loop = diffusion.ddim_sample_loop if sampler == "ddim" else diffusion.p_sample_loop
-    if sampler not in ("ddim", "ancestral"):
-        raise ValueError(f"sampler must be 'ddim' or 'ancestral', got {sampler!r}")
     out = [loop(model, (len(chunk), *shape), chunk, generator=g) for chunk in labels.split(batch_size)]
     model.train(was_training)
     return torch.cat(out)

@@ -103,7 +103,8 @@ def create_model(*, image_size: int, num_channels: int, num_res_blocks: int, lea
     try:
         resolutions = [int(r) for r in str(attention_resolutions).split(",") if r.strip()]
     except ValueError:
-        raise ValueError(f"attention_resolutions must be comma-separated integers, got {attention_resolutions!r}") from None
+        raise ValueError("attention_resolutions must be comma-separated integers, "
+                         f"got {attention_resolutions!r}") from None
     bad = [r for r in resolutions if r < 1 or image_size % r]
     if bad:
         raise ValueError(f"attention_resolutions {bad} do not divide image_size {image_size}")

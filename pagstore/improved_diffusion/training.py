@@ -120,7 +120,7 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     signature = _signature(config, settings, dataset_fingerprint)
-    step, history = 0, []
+    step, history, window = 0, [], []  # window: losses since the last logged point
 
     path = Path(checkpoint_path)
     if path.is_file():
@@ -130,6 +130,7 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
             ema = raw["ema"]
             opt.load_state_dict(raw["optimizer"])
             step, history = raw["step"], [tuple(h) for h in raw.get("loss_history", [])]
+            window = list(raw.get("loss_window", []))
             log(f"resuming diffusion training from step {step} ({path})")
         else:
             log(f"{path}: existing checkpoint was made with other settings or data; starting afresh")
@@ -137,10 +138,10 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
 
     def save() -> None:
         save_checkpoint(path, model, ema, opt, step, config, dataset_fingerprint, signature=signature,
-                        loss_history=[list(h) for h in history], train=asdict(settings), **(extra_meta or {}))
+                        loss_history=[list(h) for h in history], loss_window=list(window), train=asdict(settings),
+                        **(extra_meta or {}))
 
     model.train()
-    window: list[float] = []
     start = time.time()
     bar = tqdm(total=settings.steps, initial=step, desc="train_diffusion", disable=None, file=sys.stderr)
     while step < settings.steps:
@@ -158,14 +159,18 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         step += 1
         window.append(loss.item())
         bar.update(1)
-        if step % settings.log_every == 0 or step == settings.steps:
+        if step % settings.log_every == 0:
             history.append((step, float(np.mean(window))))
             bar.set_postfix(loss=f"{history[-1][1]:.4f}")
             window = []
         if step % settings.save_every == 0 and step < settings.steps:
             save()
+            log(f"step {step}/{settings.steps}: loss {np.mean([v for _, v in history[-5:]] or window):.4f}, "
+                f"{(time.time() - start) / (step - resumed_from):.2f} s/step, checkpoint saved")
     bar.close()
     save()
+    if window:  # a last, partial logging window (kept in the checkpoint as loss_window, not as a point)
+        history = [*history, (step, float(np.mean(window)))]
     if step > resumed_from:
         log(f"trained steps {resumed_from}..{step} in {time.time() - start:.1f} s")
     return TrainResult(model=model, ema_state=ema, diffusion=diffusion, step=step, history=history,

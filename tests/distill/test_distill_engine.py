@@ -54,7 +54,8 @@ def test_store_holds_source_output(tmp_path):
     np.testing.assert_array_equal(grads, recipe().compute(split.images[idx], split.labels[idx], idx))
     assert store.spec.source["name"] == "nn" and store.spec.dataset.fingerprint == split.fingerprint()
     # A complete store: rerunning does nothing; another source's parameters are refused.
-    assert distill(tmp_path / "s", split, recipe, indices=idx, samples_per_shard=4, grad_dtype="float32").shards_computed == []
+    again = distill(tmp_path / "s", split, recipe, indices=idx, samples_per_shard=4, grad_dtype="float32")
+    assert again.shards_computed == []
     other = SourceRecipe("nn", {"subset_size": 5}, str(tmp_path / "train.npz"), seed=2)
     with pytest.raises(DistillError, match="cannot resume.*source"):
         distill(tmp_path / "s", split, other, indices=idx, samples_per_shard=4, grad_dtype="float32")
@@ -105,3 +106,20 @@ def test_sigkilled_distillation_resumes_to_same_bytes(sbg_setup, tmp_path):
     res = distill(tmp_path / "cut", split, recipe, samples_per_shard=2, batch_size=2, workers=1)
     assert res.shards_computed == missing
     assert _arrays(tmp_path / "cut") == _arrays(tmp_path / "full")
+
+
+def test_local_distillation_never_imports_distributed(tmp_path):
+    code = f"""
+import sys
+import pagstore, pagstore.sources, pagstore.distill
+from tests.sources.sources_fixtures import tiny_vectors
+split = tiny_vectors()
+split.save({str(tmp_path / 'train.npz')!r})
+recipe = pagstore.distill.SourceRecipe('oi', {{}}, {str(tmp_path / 'train.npz')!r})
+pagstore.distill.distill({str(tmp_path / 's')!r}, split, recipe)
+assert 'distributed' not in sys.modules, 'dask.distributed was imported'
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert open_store(tmp_path / "s").is_complete()

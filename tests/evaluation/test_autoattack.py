@@ -35,12 +35,13 @@ def test_autoattack_accuracy_below_clean_and_within_eps(model, norm, eps):
 def test_autoattack_resumes_from_state(model, tmp_path):
     x, y = make_data(8, seed=4)
     state = tmp_path / "aa" / "state.json"
-    first = run_autoattack(model, x, y, norm="L2", eps=0.8, state_path=state)
+    first = run_autoattack(model, x, y, norm="L2", eps=3.0, state_path=state)
     assert state.is_file() and not first.resumed
-    again = run_autoattack(model, x, y, norm="L2", eps=0.8, state_path=state)
+    again = run_autoattack(model, x, y, norm="L2", eps=3.0, state_path=state)
     assert again.resumed
     assert again.robust_accuracy == first.robust_accuracy
     assert again.after_attack == first.after_attack
+    assert again.clean_accuracy == first.clean_accuracy
 
 
 def test_interrupted_run_resumes_at_next_attack(model, tmp_path):
@@ -48,9 +49,9 @@ def test_interrupted_run_resumes_at_next_attack(model, tmp_path):
     state = tmp_path / "state.json"
     full = run_autoattack(model, x, y, norm="L2", eps=1.2)
     # An interruption after APGD-CE leaves this state behind (flags after the first attack only).
-    saved = json.loads(json.dumps({"version": 1, "norm": "L2", "eps": 1.2, "num_images": 8, "seed": 0,
+    saved = ({"version": 1, "norm": "L2", "eps": 1.2, "num_images": 8, "seed": 0,
                                    "attacks": ["apgd-ce", "apgd-t", "fab-t", "square"], "done": ["apgd-ce"],
-                                   "robust": [True] * 8, "after_attack": {"apgd-ce": 1.0}}))
+                                   "robust": [True] * 8, "after_attack": {"apgd-ce": 1.0}})
     state.write_text(json.dumps(saved))
     resumed = run_autoattack(model, x, y, norm="L2", eps=1.2, state_path=state)
     assert resumed.resumed
@@ -59,14 +60,13 @@ def test_interrupted_run_resumes_at_next_attack(model, tmp_path):
     # The later attacks still ran on all 8 images and broke what APGD-CE broke in the full run.
     assert full.robust_accuracy < 1.0
     assert resumed.robust_accuracy < 1.0
-    assert again.clean_accuracy == first.clean_accuracy
 
 
 def test_state_of_other_run_is_refused(model, tmp_path):
     state = tmp_path / "state.json"
-    run_autoattack(model, *make_data(8), norm="L2", eps=0.3, state_path=state)
+    run_autoattack(model, *make_data(8), norm="L2", eps=3.0, state_path=state)
     with pytest.raises(AttackCheckError, match="num_images=8"):
-        run_autoattack(model, *make_data(6), norm="L2", eps=0.3, state_path=state)
+        run_autoattack(model, *make_data(6), norm="L2", eps=3.0, state_path=state)
 
 
 def test_check_attack_result_catches_violations():

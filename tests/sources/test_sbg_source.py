@@ -31,7 +31,8 @@ def test_sbg_matches_per_label_reference(setup):
     ab = float(diffusion.alphas_cumprod[20])
     with torch.no_grad():
         for i, j in enumerate(idx):
-            x_t = np.sqrt(ab) * (2 * torch.from_numpy(x[i : i + 1]) - 1) + np.sqrt(1 - ab) * sample_noise(5, j, (1, 8, 8))
+            x0 = 2 * torch.from_numpy(x[i : i + 1]) - 1
+            x_t = np.sqrt(ab) * x0 + np.sqrt(1 - ab) * sample_noise(5, j, (1, 8, 8))
             s = [score(model, diffusion, x_t.float(), 20, torch.tensor([y])) for y in range(4)]
             for c in range(3):
                 ref = 2.0 * (s[c] - s[3])[0].numpy()

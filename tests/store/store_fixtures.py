@@ -35,14 +35,15 @@ def expected(num_samples: int, samples_per_shard: int, sample_shape: tuple[int, 
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def new_store(path: str | Path, num_samples: int = 40, samples_per_shard: int = 8,
+def new_store(path: str | Path, num_samples: int = 40, samples_per_shard: int = 8, grad_mantissa_bits: int | None = None,
               sample_shape: tuple[int, ...] = (1, 4, 4), image_dtype: str = "uint8", grad_dtype: str = "float16",
               mode: str = "w-") -> Any:
     from pagstore.store import create_store
 
     return create_store(path, mode, num_samples=num_samples, num_classes=len(CLASSES), sample_shape=sample_shape,
                         image_dtype=image_dtype, grad_dtype=grad_dtype, dataset=dataset_info(),
-                        source={"name": "fake", "scale": 2.0}, samples_per_shard=samples_per_shard)
+                        source={"name": "fake", "scale": 2.0}, samples_per_shard=samples_per_shard,
+                        grad_mantissa_bits=grad_mantissa_bits)
 
 
 def write_shards(store: Any, shards: list[int] | None = None, seed: int = 0) -> None:

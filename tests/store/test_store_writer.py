@@ -76,3 +76,23 @@ def test_store_sizes_shards_automatically(tmp_path) -> None:
     grads = store.arrays["grads"]
     assert grads.shards[0] == store.spec.samples_per_shard and grads.shards[0] % grads.chunks[0] == 0
     assert store.arrays["images"].shards[0] == store.spec.samples_per_shard
+
+
+def test_mantissa_rounding_is_recorded_and_keeps_direction(tmp_path) -> None:
+    from pagstore.store import round_mantissa
+
+    store, d = _shard1(tmp_path, grad_mantissa_bits=7)
+    _write(store, d)
+    assert store.spec.to_attrs()["grad_mantissa_bits"] == 7
+    stored = store.read(slice(8, 16))[2]
+    full = d["grads"].astype(np.float16)
+    np.testing.assert_array_equal(stored, round_mantissa(full, 7))
+    assert not np.array_equal(stored, full)
+    assert (stored.view(np.uint16) & 0b111).max() == 0  # 3 low mantissa bits dropped
+    a, b = stored.astype(np.float64).reshape(8, -1), d["grads"].astype(np.float64).reshape(8, -1)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.9999
+    with pytest.raises(StoreError, match="grad_mantissa_bits: existing 7 != requested None"):
+        new_store(tmp_path / "s", num_samples=16, samples_per_shard=8, mode="a")
+    with pytest.raises(StoreError, match=r"grad_mantissa_bits must be None or in \[1, 10\]"):
+        new_store(tmp_path / "t", num_samples=16, samples_per_shard=8, grad_mantissa_bits=11)

@@ -1,0 +1,122 @@
+"""Read throughput of both store layouts vs a raw numpy memmap of the same float16 bytes, in one run.
+
+All three produce the same thing a training loop consumes: batches of float32 torch tensors
+(images (B, 3, 32, 32) in [0, 1], labels (B,), grads (B, 10, 3, 32, 32)). The memmap baseline reads
+uncompressed uint8/int64/float16 arrays from one .npy each and converts; the zarr store decodes its
+zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm the page cache, then is
+timed. Goal: each layout >= 0.5x the memmap throughput.
+
+    python benchmarks/bench_store_read.py [--n 2048] [--batch-size 256] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_store_size import C, class_mean_gradients, natural_images  # noqa: E402
+
+
+def build(workdir: Path, n: int) -> Path:
+    from pagstore.shards import export_webdataset
+    from pagstore.store import create_store
+
+    images, labels = natural_images(n, "photos")
+    grads = class_mean_gradients(images, labels).astype(np.float16)
+    for name, arr in (("images", images), ("labels", labels), ("grads", grads)):
+        np.save(workdir / f"{name}.npy", arr)
+    path = workdir / "store"
+    store = create_store(path, "w", num_samples=n, num_classes=C, sample_shape=(3, 32, 32),
+                         dataset={"name": "photos", "fingerprint": "-", "class_names": [str(c) for c in range(C)],
+                                  "split": "bench"}, source={"name": "class-mean"})
+    for k in range(store.num_shards):
+        sl = store.shard_slice(k)
+        store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
+    export_webdataset(path)
+    return path
+
+
+def memmap_batches(workdir: Path, batch_size: int, order: np.ndarray) -> Iterable[tuple]:
+    import torch
+
+    im, lb, gr = (np.load(workdir / f"{k}.npy", mmap_mode="r") for k in ("images", "labels", "grads"))
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        if idx[-1] - idx[0] + 1 == len(idx):  # sequential: slice, as a reader of a flat file would
+            idx = slice(int(idx[0]), int(idx[-1]) + 1)
+        yield (torch.from_numpy(np.asarray(im[idx])).float().div_(255), torch.from_numpy(np.asarray(lb[idx])),
+               torch.from_numpy(np.asarray(gr[idx])).float())
+
+
+def zarr_batches(path: Path, batch_size: int, order: np.ndarray) -> Iterable[tuple]:
+    import torch
+
+    from pagstore.loaders import ZarrGradientDataset
+
+    ds = ZarrGradientDataset(path)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=order.tolist())
+
+
+def timed(make: Callable[[], Iterable[tuple]], repeats: int) -> tuple[float, int]:
+    for _ in make():  # warm-up pass: page cache, imports
+        pass
+    best = float("inf")
+    for _ in range(repeats):
+        t, count = time.perf_counter(), 0
+        for batch in make():
+            count += batch[0].shape[0]
+        best = min(best, time.perf_counter() - t)
+    return count / best, count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2048)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from pagstore.loaders import stream_batches
+
+    bs = args.batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        path = build(workdir, args.n)
+        seq = np.arange(args.n)
+        perm = np.random.default_rng(0).permutation(args.n)
+        from pagstore.loaders import ZarrGradientDataset
+
+        chunk_order = np.asarray(ZarrGradientDataset(path).epoch_order(seed=0, epoch=0))
+        runs = {
+            "memmap sequential": lambda: memmap_batches(workdir, bs, seq),
+            "zarr sequential": lambda: zarr_batches(path, bs, seq),
+            "webdataset stream (no shuffle)": lambda: stream_batches(path, bs, shuffle=False, seed=0, epoch=0),
+            "memmap shuffled": lambda: memmap_batches(workdir, bs, perm),
+            "zarr shuffled": lambda: zarr_batches(path, bs, perm),
+            "zarr chunk-shuffled (epoch_order)": lambda: zarr_batches(path, bs, chunk_order),
+            "webdataset stream (shuffled)": lambda: stream_batches(path, bs, shuffle=True, seed=0, epoch=0),
+        }
+        rates = {name: timed(make, args.repeats)[0] for name, make in runs.items()}
+    mb = 10 * 3 * 32 * 32 * 2 / 2**20
+    print(f"N={args.n}, batch {bs}, C={C}, 3x32x32 float16 grads ({mb * args.n:.0f} MiB raw), 1 thread")
+    print(f"  {'reader':<32} {'samples/s':>10} {'MiB/s':>8} {'vs memmap':>10}")
+    for name, rate in rates.items():
+        base = rates["memmap shuffled" if "shuffled" in name else "memmap sequential"]  # same work, flat file
+        print(f"  {name:<32} {rate:>10.0f} {rate * mb:>8.1f} {rate / base:>9.2f}x")
+    print("  goal: >= 0.5x memmap (webdataset shuffled is compared with memmap shuffled)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import yaml
+
+from pagstore.evaluation.paper import paper_row_for
+from pagstore.evaluation.report import ReportError, read_metrics
+from stages.report import ReportParams, build_report, lambda_groups, main, method_names
+from tests.stages.report_fixtures import TOY, TRAIN, write_eval_dir
+
+PIPELINE = {"profile": "digits", "datasets": {"digits": {"eval": {"eps_l2": 1.0, "eps_linf": 0.1,
+                                                                   "large_eps_l2": 2.0, "large_eps_linf": 0.2}}},
+            "train": TRAIN}
+
+
+def table_line(md, method):
+    return next(line for line in md.splitlines() if line.startswith(f"| {method} |"))
+
+
+def test_table_has_our_numbers_beside_the_papers(tmp_path):
+    eval_dir = write_eval_dir(tmp_path)
+    md, report, rows = build_report(ReportParams(), PIPELINE, eval_dir, None)
+    assert [r["method"] for r in rows] == ["pag-sbg", "vanilla", "at-l2"]
+    sbg = [c.strip() for c in table_line(md, "pag-sbg").split("|")[1:-1]]
+    assert sbg[:8] == ["pag-sbg", "94.0", "55.0", "31.0", "12.0", "2.0", "0.400", "0.350"]
+    assert sbg[8].startswith("SBG (ResNet-18") and sbg[9:] == ["78.56", "55.39", "23.97", "30.43", "1.92"]
+    van = [c.strip() for c in table_line(md, "vanilla").split("|")[1:-1]]
+    assert van[1:4] == ["98.0", "12.0", "8.0"] and van[9:12] == ["93.61", "0.00", "0.00"]
+    assert van[12:] == ["-", "-"]  # the paper has no large-eps numbers for vanilla
+    at = [c.strip() for c in table_line(md, "at-l2").split("|")[1:-1]]
+    assert at[9:] == ["86.79", "60.82", "19.63", "18.81", "0.50"]
+    # Settings of both sides are stated.
+    assert "`digits`" in md and "16x16x1" in md and "CIFAR-10 32x32x3" in md and "L2 eps 1.0" in md
+    assert "Not evaluated (no metrics file): at-linf." in md and report["missing"] == ["at-linf"]
+    assert report["models"]["pag-sbg"]["aa_l2"] == 0.55
+    # Across the three models robust accuracy rises with alignment.
+    assert report["correlation"]["pearson"] > 0.9 and report["correlation"]["num_models"] == 3
+    assert "| pag-sbg | - | - | 0.125 | - |" in md  # corruptions: median minimal blur severity (3rd column)
+    assert "2-D toy" not in md
+
+
+def test_toy_section_when_toy_metrics_exist(tmp_path):
+    toy = tmp_path / "toy.json"
+    toy.write_text(json.dumps(TOY))
+    md, report, _ = build_report(ReportParams(), PIPELINE, write_eval_dir(tmp_path), toy)
+    assert "## 2-D toy" in md
+    assert "| nn-pag | robust.mean | 0.7 | 75.5% |" in md
+    assert "| vanilla | robust.mean | 0.01 | 0.0% |" in md
+    assert report["toy"] == TOY
+
+
+def test_main_writes_markdown_json_and_plot(tmp_path):
+    write_eval_dir(tmp_path)
+    params = {**PIPELINE, "report": {"alignment_metric": "etmann_mean", "robust_metric": "aa_linf",
+                                     "lambda_sweep": {"image_index": 0, "norm": "L2", "eps_factor": 1.0, "steps": 2}}}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(params))
+    main(["--params", str(tmp_path / "pipeline.yaml"), "--eval-dir", str(tmp_path / "metrics" / "eval"),
+          "--toy", str(tmp_path / "absent.json"), "--markdown", str(tmp_path / "reports" / "results.md"),
+          "--metrics", str(tmp_path / "metrics" / "report.json"), "--plots", str(tmp_path / "plots" / "report")])
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "| at-l2 | 95.0 |" in md and "](../plots/report/robust_vs_alignment.png)" in md
+    report = json.loads((tmp_path / "metrics" / "report.json").read_text())
+    assert report["correlation"]["x"] == "etmann_mean" and report["lambda_sweeps"] == []
+    assert (tmp_path / "plots" / "report" / "robust_vs_alignment.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_method_mapping_to_paper_rows():
+    names = {m: (paper_row_for(m).name if paper_row_for(m) else None) for m in [
+        "vanilla", "pag-oi", "pag-cm", "pag-nn", "pag-sbg", "at-linf", "at-l2", "at-l2+pag-sbg", "trades-linf",
+        "trades-linf+pag-sbg", "mystery"]}
+    assert names == {"vanilla": "Vanilla", "pag-oi": "OI", "pag-cm": "CM", "pag-nn": "NN", "pag-sbg": "SBG",
+                     "at-linf": "AT Linf", "at-l2": "AT L2", "at-l2+pag-sbg": "AT L2 + PAG (SBG)",
+                     "trades-linf": "TRADES Linf", "trades-linf+pag-sbg": "TRADES Linf + PAG (SBG)", "mystery": None}
+
+
+def test_lambda_groups_and_method_names():
+    train = {"methods": {"sbg-a": {"objective": "pag", "store": "sbg", "lam": 0.5},
+                         "sbg-b": {"objective": "pag", "store": "sbg", "lam": 1.5},
+                         "cm": {"objective": "pag", "store": "cm", "lam": 0.2}},
+             "plain_methods": {"vanilla": {"objective": "ce"}}}
+    assert lambda_groups({"train": train}) == {"objective=pag, store=sbg": [(0.5, "sbg-a"), (1.5, "sbg-b")]}
+    assert method_names({"train": train}) == ["sbg-a", "sbg-b", "cm", "vanilla"]
+
+
+def test_bad_metrics_file_is_named(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    with pytest.raises(ReportError, match="x.json: not valid JSON"):
+        read_metrics(bad)
+    with pytest.raises(ReportError, match="not found"):
+        read_metrics(tmp_path / "missing.json")
