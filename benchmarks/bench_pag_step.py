@@ -1,7 +1,8 @@
 """Cost of one training step per objective, as ratios measured in one run (same model, batch, machine).
 
-Compares: vanilla (CE), PAG over all C classes (pagstore.loss layout), the reference code's layout,
-AT-PGD-7, and PAG with K sampled classes. Each step = forward + loss + backward + SGD update.
+Compares full training steps (forward + loss + backward + SGD update, no augmentation): vanilla (CE), CE + PAG
+over all C classes as the training loop computes it (pagstore.training.objectives), the reference code's
+layout (a CE forward plus the repeated-batch PAG term), AT-PGD-7, and CE + PAG with K sampled classes.
 
     python benchmarks/bench_pag_step.py [--model small-cnn] [--batch 64] [--size 32] [--channels 3] [--k 3]
 """
@@ -15,9 +16,9 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from pagstore.loss import pag_alignment_loss, pag_alignment_loss_reference_layout, sample_target_classes
+from pagstore.loss import pag_alignment_loss_reference_layout
 from pagstore.models import build_model
-from pagstore.training.attacks import pgd
+from pagstore.training.objectives import ObjectiveSpec, objective_loss
 
 
 def step_seconds(step: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> float:
@@ -59,13 +60,17 @@ def main() -> None:
     x, y = torch.rand(a.batch, *shape), torch.randint(0, c, (a.batch,))
     g = torch.randn(a.batch, c, *shape)
     gen = torch.Generator().manual_seed(0)
+    def objective(**kw: object) -> Callable[[], torch.Tensor]:
+        spec = ObjectiveSpec(**kw)  # type: ignore[arg-type]
+        return lambda: objective_loss(model, x, y, g, spec, generator=gen)[0]
+
     steps: dict[str, Callable[[], torch.Tensor]] = {
-        "vanilla": lambda: F.cross_entropy(model(x), y),
-        "pag (all C)": lambda: F.cross_entropy(model(x), y) + pag_alignment_loss(model, x, g),
-        "reference layout (all C)": lambda: F.cross_entropy(model(x), y) + pag_alignment_loss_reference_layout(model, x, g),
-        f"pag (K={a.k})": lambda: F.cross_entropy(model(x), y)
-        + pag_alignment_loss(model, x, g, sample_target_classes(y, c, a.k, gen)),
-        "at-pgd-7 (linf)": lambda: F.cross_entropy(model(pgd(model, x, y, norm="linf", eps=8 / 255, generator=gen)), y),
+        "vanilla": objective(objective="ce"),
+        "pag (all C)": objective(objective="pag", store="sbg", lam=1.0),
+        "reference layout (all C)": lambda: F.cross_entropy(model(x), y)
+        + pag_alignment_loss_reference_layout(model, x, g),
+        f"pag (K={a.k})": objective(objective="pag", store="sbg", lam=1.0, k_classes=a.k),
+        "at-pgd-7 (linf)": objective(objective="at", norm="linf", eps=8 / 255),
     }
     res = timed(steps, opt, a.repeats)
     print(f"model={a.model} batch={a.batch} input={shape} C={c} threads={a.threads} (median of {a.repeats})")

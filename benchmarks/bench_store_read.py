@@ -58,12 +58,9 @@ def memmap_batches(workdir: Path, batch_size: int, order: np.ndarray) -> Iterabl
 
 
 def zarr_batches(path: Path, batch_size: int, order: np.ndarray) -> Iterable[tuple]:
-    import torch
-
     from pagstore.loaders import ZarrGradientDataset
 
-    ds = ZarrGradientDataset(path)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=order.tolist())
+    return ZarrGradientDataset(path).loader(batch_size, order.tolist())
 
 
 def timed(make: Callable[[], Iterable[tuple]], repeats: int) -> tuple[float, int]:

@@ -115,7 +115,8 @@ def main() -> None:
             r = measure(args.n, source, Path(tmp))
             print(f"[{source}] N={args.n}, C={C}, 3x32x32; reference torch.save float32 (C+1) tensor: "
                   f"{r['reference']['kib_per_sample']:.1f} KiB/sample")
-            print(f"  {'store':<12} {'KiB/sample':>10} {'bytes ratio':>12} {'cos mean':>10} {'cos min':>10} {'write s':>8}")
+            cols = ("KiB/sample", "bytes ratio", "cos mean", "cos min", "write s")
+            print(f"  {'store':<12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (10, 12, 10, 10, 8))))
             for name, _, _ in VARIANTS:
                 v = r[name]
                 print(f"  {name:<12} {v['kib_per_sample']:>10.1f} {v['ratio']:>12.3f} {v['cos_mean']:>10.6f} "

@@ -57,7 +57,8 @@ def inspect(path: StorePath, as_json: JsonFlag = False) -> None:
     t.add_row("dataset", f"{ds['name']} ({ds['split']}), {len(ds['class_names'])} classes, {ds['fingerprint']}")
     t.add_row("source", json.dumps(spec["source"], sort_keys=True))
     t.add_row("complete", f"{info['shards_done']}/{info['num_shards']} shards")
-    t.add_row("size on disk", f"{info['stored_bytes'] / 2**20:.2f} MiB (zarr), export {info['export_bytes'] / 2**20:.2f} MiB")
+    mib = 2**20
+    t.add_row("size on disk", f"{info['stored_bytes'] / mib:.2f} MiB (zarr), export {info['export_bytes'] / mib:.2f} MiB")
     t.add_row("compression", f"{info['compression_ratio']:.3f} of raw bytes")
     out.print(t)
     arrays = Table(title="arrays")

@@ -63,11 +63,22 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         images, labels, grads = self._get_store().read(np.asarray(indices, dtype=np.int64))
         return to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float()
 
-    def __getitem__(self, i: int) -> Batch:
+    def __getitem__(self, i: int | Sequence[int]) -> Batch:
+        """One sample, or, given a list of indices (a BatchSampler's output), the stacked batch."""
+        if not isinstance(i, (int, np.integer)):
+            return self.read_batch(i)
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         x, y, g = self.read_batch([i % len(self)])
         return x[0], y[0], g[0]
+
+    def loader(self, batch_size: int, order: Sequence[int] | None = None, *, drop_last: bool = False,
+               num_workers: int = 0) -> torch.utils.data.DataLoader:
+        """A DataLoader of whole batches in ``order`` (default: store order), each read with one zarr
+        selection and no per-sample collation (about twice as fast as ``DataLoader(ds, batch_size)``)."""
+        sampler = torch.utils.data.BatchSampler(range(len(self)) if order is None else list(order), batch_size,
+                                                drop_last)
+        return torch.utils.data.DataLoader(self, batch_size=None, sampler=sampler, num_workers=num_workers)
 
     def __getitems__(self, indices: list[int]) -> list[Batch]:
         x, y, g = self.read_batch(indices)

@@ -54,7 +54,8 @@ def input_grads_log_prob(
     *,
     augment: Augment | None = None,
     create_graph: bool = True,
-) -> torch.Tensor:
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """grad_x log p(y_t | x) for every image and target class, in one backward pass.
 
     Args:
@@ -63,14 +64,17 @@ def input_grads_log_prob(
         augment: applied to the (B*T, *S) repeated batch (rows image-major: row b*T + t), must use the
             same random parameters for the T copies of an image.
     Returns:
-        (B, T, *S) input-gradients, part of the autograd graph when ``create_graph``.
+        (B, T, *S) input-gradients, part of the autograd graph when ``create_graph``; with
+        ``return_logits`` also the logits of the repeated rows (B, T, C) (any row t of image b is
+        model(augment(x_b)); reusing them saves the separate cross-entropy forward).
     """
     b, t = target_classes.shape
     rep = x.detach().repeat_interleave(t, dim=0).requires_grad_(True)
     logits = model(augment(rep) if augment is not None else rep)
     logp = F.log_softmax(logits, dim=1).gather(1, target_classes.reshape(-1, 1))
     (grad,) = torch.autograd.grad(logp.sum(), rep, create_graph=create_graph)
-    return grad.view(b, t, *x.shape[1:])
+    grad = grad.view(b, t, *x.shape[1:])
+    return (grad, logits.view(b, t, -1)) if return_logits else grad
 
 
 def pag_alignment_loss(
@@ -85,7 +89,8 @@ def pag_alignment_loss(
     eps: float = 1e-8,
     generator: torch.Generator | None = None,
     create_graph: bool = True,
-) -> torch.Tensor:
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """PAG alignment loss (Eq. 4's sum over classes, Eq. 5's cosine loss), batch mean.
 
     Args:
@@ -99,8 +104,9 @@ def pag_alignment_loss(
         eps: floor of the norm product in the cosine (Eq. 5).
         generator: RNG for sampling target classes.
         create_graph: keep the graph so the loss can be back-propagated to the parameters.
+        return_logits: also return the repeated rows' logits (B, T, C) (see :func:`input_grads_log_prob`).
     Returns:
-        Scalar tensor: mean over images of sum_t (1 - cos), in [0, 2C].
+        Scalar tensor: mean over images of sum_t (1 - cos), in [0, 2C] (and the logits if asked).
     """
     if target_grads.dim() < 3 or target_grads.shape[0] != x.shape[0] or target_grads.shape[2:] != x.shape[1:]:
         raise ValueError(
@@ -116,10 +122,12 @@ def pag_alignment_loss(
         else:
             target_classes = torch.arange(c, device=x.device).expand(b, c)
     t = target_classes.shape[1]
-    v = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph)
+    v, logits = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
+                                     return_logits=True)
     u = target_grads.gather(1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
     per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
-    return per_row.view(b, t).sum(dim=1).mean() * (c / t)
+    loss = per_row.view(b, t).sum(dim=1).mean() * (c / t)
+    return (loss, logits) if return_logits else loss
 
 
 def pag_alignment_loss_bruteforce(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,7 +190,7 @@ def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, int, np.ndarray, 
     return image, label, grads, row
 
 
-_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
 
 
 def load_npy(payload: bytes | memoryview) -> np.ndarray:
@@ -205,9 +206,9 @@ def load_npy(payload: bytes | memoryview) -> np.ndarray:
             shape, fortran, dtype = meta
             if fortran or dtype.hasobject:
                 return np.load(io.BytesIO(buf), allow_pickle=False)
-            parsed = _NPY_HEADERS.setdefault(header, (dtype, tuple(shape), end))
-        dtype, shape, offset = parsed
-        return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+            parsed = _NPY_HEADERS.setdefault(header, (dtype, tuple(shape), end, math.prod(shape)))
+        dtype, shape, offset, count = parsed
+        return np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
     return np.load(io.BytesIO(buf), allow_pickle=False)
 
 
@@ -227,14 +228,18 @@ def tar_samples(data: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """
     for source in data:
         blob = source["stream"].read()
-        members = _ustar_members(blob)
+        try:
+            members = _ustar_members(blob)
+        except ExportError as exc:
+            raise ExportError(f"{source['url']}: {exc} (run `pagstore verify`)") from None
         if members is None:
             with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
                 members = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
         sample: dict[str, Any] = {}
         for name, payload in members:
-            key, _, ext = Path(name).name.partition(".")
-            key = str(Path(name).parent / key) if "/" in name else key
+            folder, slash, base = name.rpartition("/")
+            key, _, ext = base.partition(".")
+            key = folder + slash + key
             if sample and sample["__key__"] != key:
                 yield sample
                 sample = {}

@@ -89,7 +89,24 @@ def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport
             for p in _check_export(loc):
                 report.problems.append(Problem(kind="export", message=p["message"], file=p.get("file"),
                                                samples=p.get("samples")))
+            report.problems.extend(_stale_export(loc, store))
     return report
+
+
+def _stale_export(loc: str, store: Any) -> list[Problem]:
+    """The export must describe this very store (a recreated store has another spec, e.g. created_at)."""
+    from pagstore.shards import ExportError, read_index
+
+    try:
+        exported = read_index(loc).get("spec")
+    except (ExportError, SpecError):
+        return []  # already reported by check_export
+    if exported != store.spec.to_attrs():
+        diff = sorted(k for k in set(exported) | set(store.spec.to_attrs())
+                      if exported.get(k) != store.spec.to_attrs().get(k))
+        return [Problem("export", f"{loc}/shards: the export was made from another store (spec differs in "
+                        f"{', '.join(diff)}); run `pagstore export {loc}` again")]
+    return []
 
 
 def _url_exists(url: str) -> bool:

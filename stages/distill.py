@@ -89,6 +89,9 @@ def run_distill(
     common = load_section(params_path, "distill.common", DistillCommon)
     if name == "sbg" and diffusion is None:
         raise ConfigError("--source sbg needs --diffusion <checkpoint>")
+    if name == "nn" and split_name != "train":
+        # NN excludes "itself" by training-set index, which means nothing for samples of another split.
+        raise ConfigError("--source nn distils the train split only (its self-exclusion uses train indices)")
     recipe = SourceRecipe(name, source_params(params_path, name), str(prepared / "train.npz"), common.seed,
                           str(diffusion) if name == "sbg" else None, common.device)
     split = load_split(prepared / f"{split_name}.npz")
@@ -130,8 +133,9 @@ def draw(cfg: DistillPlots, name: str, store_path: Path, split: PreparedSplit, s
                         [f"y={int(y)}" for y in labels])
     if name == "sbg":
         idx = store.read_index(np.arange(n))
-        by_t = {t: source.at_timestep(t).compute(x, labels, idx) for t in cfg.t_sweep}
-        plots.t_sweep(x, by_t, split.class_names, plots_dir / "sbg_t_sweep.png")
+        k = min(2, n)  # two images x len(t_sweep) rows keep the figure readable
+        by_t = {t: source.at_timestep(t).compute(x[:k], labels[:k], idx[:k]) for t in cfg.t_sweep}
+        plots.t_sweep(x[:k], by_t, split.class_names, plots_dir / "sbg_t_sweep.png")
 
 
 def main(argv: list[str] | None = None) -> None:

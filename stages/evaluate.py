@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import pagstore
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.prepared import PreparedSplit, load_split
@@ -113,59 +114,86 @@ def select_images(split: PreparedSplit, num_images: int | None, seed: int) -> tu
 def evaluate(model: nn.Module, split: PreparedSplit, params: EvaluateParams, budget: EvalBudget,
              plots_dir: Path, *, sbg_test: Path | None = None, state_dir: Path | None = None,
              state_key: str = "model", title: str = "") -> dict[str, Any]:
-    """Run every evaluation on ``model`` and write the plots into ``plots_dir``; return the metrics."""
-    from pagstore.evaluation import alignment, apgd_sweep, corruptions, pictures
-    from pagstore.evaluation.autoattack import run_autoattack
+    """Run every evaluation on ``model`` and write the plots into ``plots_dir``; return the metrics.
 
-    dev = params.device
-    model = model.to(dev).eval()
+    Attacks run on ``params.device``; corruptions, pictures and alignment (cheap) on the CPU.
+    """
+    from pagstore.evaluation import alignment, corruptions
+
+    model = model.to(params.device).eval()
     x, y = select_images(split, params.num_images, params.seed)
     timing: dict[str, float] = {}
-    t0 = time.perf_counter()
     with torch.no_grad():
-        clean = (model(x.to(dev)).argmax(1).cpu() == y).float().mean().item()
+        clean = (model(x.to(params.device)).argmax(1).cpu() == y).float().mean().item()
     out: dict[str, Any] = {"num_images": len(y), "clean_accuracy": clean, "robust_accuracy": {}, "autoattack": {}}
-    if params.autoattack:
-        for large in (False, True) if params.large_eps else (False,):
-            for norm in NORM_KEYS:
-                key = f"aa_{norm.lower()}" + ("_large" if large else "")
-                eps = budget.eps(norm, large)
-                state = None if state_dir is None else state_dir / f"{key}-eps{eps:.6g}-n{len(y)}-{state_key}.json"
-                res = run_autoattack(model, x, y, norm=norm, eps=eps, batch_size=params.batch_size,
-                                     seed=params.seed, device=dev, state_path=state)
-                out["autoattack"][key] = res.as_dict()
-                out["robust_accuracy"][key] = res.robust_accuracy
-        timing["autoattack"] = time.perf_counter() - t0
     t = time.perf_counter()
-    eps_by_norm = {n: [f * budget.eps(n) for f in params.sweep.eps_factors] for n in NORM_KEYS}
-    points = apgd_sweep.robust_accuracy_curve(model, x, y, eps_by_norm, n_iter=params.sweep.n_iter,
-                                              seed=params.seed, device=dev)
-    apgd_sweep.write_sweep_csv(points, plots_dir / "sweep.csv")
-    apgd_sweep.plot_sweep(points, plots_dir / "sweep.png", title=title)
+    if params.autoattack:
+        out["autoattack"] = run_autoattacks(model, x, y, params, budget, state_dir, state_key)
+        out["robust_accuracy"] = {k: v["robust_accuracy"] for k, v in out["autoattack"].items()}
+    timing["autoattack"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_sweep(model, x, y, params, budget, plots_dir, title)
     timing["sweep"] = time.perf_counter() - t
+    model = model.cpu()
     t = time.perf_counter()
     cp = params.corruptions
-    model_cpu = model.cpu()
-    out["corruptions"] = corruptions.corruption_report(model_cpu, x, y, list(cp.names), list(cp.severities),
+    out["corruptions"] = corruptions.corruption_report(model, x, y, list(cp.names), list(cp.severities),
                                                        steps=cp.steps, refine=cp.refine, seed=params.seed)
     timing["corruptions"] = time.perf_counter() - t
     t = time.perf_counter()
-    pp = params.pictures
-    attack = pictures.TargetedAttack(norm=pp.norm, eps=pp.eps_factor * budget.eps(pp.norm, large=True),
-                                     steps=pp.steps, step_size=2.5 * pp.eps_factor * budget.eps(pp.norm, True) / pp.steps)
-    grid = pictures.targeted_grid(model_cpu, x[: pp.num_images], split.num_classes, attack)
-    pictures.save_grid(grid, plots_dir / "targeted.png", col_labels=pictures.class_columns(split.class_names),
-                       title=f"{title} targeted {attack.norm} PGD, eps {attack.eps:g}")
-    out["pictures"] = asdict(attack)
+    out["pictures"] = write_targeted_grid(model, x, split, params.pictures, budget, plots_dir, title)
     timing["pictures"] = time.perf_counter() - t
     t = time.perf_counter()
     xa, ya, ref = x[: params.alignment_images], y[: params.alignment_images], None
     if sbg_test is not None:
         xa, ya, ref, out["sbg_test"] = alignment.load_reference_gradients(str(sbg_test), params.alignment_images)
-    out["alignment"] = alignment.alignment_metrics(model_cpu, xa, ya, ref)
+    out["alignment"] = alignment.alignment_metrics(model, xa, ya, ref)
     timing["alignment"] = time.perf_counter() - t
     out["timing_s"] = timing
     return out
+
+
+def run_autoattacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: EvaluateParams,
+                    budget: EvalBudget, state_dir: Path | None, state_key: str) -> dict[str, dict]:
+    """AutoAttack at each norm's eps (and large eps): {"aa_l2": result dict, "aa_linf_large": ..., ...}."""
+    from pagstore.evaluation.autoattack import run_autoattack
+
+    results = {}
+    for large in (False, True) if params.large_eps else (False,):
+        for norm in NORM_KEYS:
+            key = f"aa_{norm.lower()}" + ("_large" if large else "")
+            eps = budget.eps(norm, large)
+            # The name ties a state file to model, images, norm and eps, so a resume never mixes runs.
+            state = None if state_dir is None else state_dir / f"{key}-eps{eps:.6g}-n{len(y)}-{state_key}.json"
+            res = run_autoattack(model, x, y, norm=norm, eps=eps, batch_size=params.batch_size,
+                                 seed=params.seed, device=params.device, state_path=state)
+            results[key] = res.as_dict()
+    return results
+
+
+def write_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: EvaluateParams,
+                budget: EvalBudget, plots_dir: Path, title: str) -> None:
+    """APGD-CE accuracy vs eps (factors of the profile's eps) -> sweep.csv and sweep.png."""
+    from pagstore.evaluation import apgd_sweep
+
+    eps_by_norm = {n: [f * budget.eps(n) for f in params.sweep.eps_factors] for n in NORM_KEYS}
+    points = apgd_sweep.robust_accuracy_curve(model, x, y, eps_by_norm, n_iter=params.sweep.n_iter,
+                                              seed=params.seed, device=params.device)
+    apgd_sweep.write_sweep_csv(points, plots_dir / "sweep.csv")
+    apgd_sweep.plot_sweep(points, plots_dir / "sweep.png", title=title)
+
+
+def write_targeted_grid(model: nn.Module, x: torch.Tensor, split: PreparedSplit, pp: PictureParams,
+                        budget: EvalBudget, plots_dir: Path, title: str) -> dict[str, Any]:
+    """Large-eps targeted PGD toward every class (paper Fig. 9/11 layout) -> targeted.png; returns the settings."""
+    from pagstore.evaluation import pictures
+
+    eps = pp.eps_factor * budget.eps(pp.norm, large=True)
+    attack = pictures.TargetedAttack(norm=pp.norm, eps=eps, steps=pp.steps, step_size=2.5 * eps / pp.steps)
+    grid = pictures.targeted_grid(model, x[: pp.num_images], split.num_classes, attack)
+    pictures.save_grid(grid, plots_dir / "targeted.png", col_labels=pictures.class_columns(split.class_names),
+                       title=f"{title}: targeted {attack.norm} PGD, eps {attack.eps:g}")
+    return asdict(attack)
 
 
 def file_sha256(path: Path) -> str:
@@ -187,7 +215,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, default=None, help="AutoAttack resume state (kept on failure)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     from pagstore.training.checkpoint import load_classifier
 
     params = load_section(args.params, "evaluate", EvaluateParams)
@@ -206,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint": {"path": str(args.checkpoint), "sha256": ckpt_hash,
                        "meta": {k: v for k, v in meta.items() if k != "history"}},
         "test_split": {"path": str(args.prepared / "test.npz"), "fingerprint": split.fingerprint()},
+        "code_version": pagstore.__version__,
     })
     write_json(args.metrics, metrics)
     if args.state_dir is not None:

@@ -19,7 +19,7 @@ from pagstore.config import load_section, read_yaml
 from pagstore.evaluation import report as rep
 
 DATASET_WORDS = {
-    "digits": "scikit-learn digits upsampled to 16x16x1 (450 test images)",
+    "digits": "scikit-learn handwritten digits, upsampled to 16x16x1",
     "cifar10": "CIFAR-10 32x32x3", "cifar100": "CIFAR-100 32x32x3", "stl10": "STL-10",
     "tinyimagenet": "Tiny ImageNet 64x64x3",
 }
@@ -141,13 +141,14 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
         "## Non-norm-bounded attacks", "",
         "Ours: median minimal severity in [0, 1] that changes the prediction (higher = more robust; "
         "foolbox-style linear + binary search). Paper (Table 6): foolbox robust accuracy (%), ResNet-18 "
-        "CIFAR-10, at foolbox's default budgets, so the two rows measure different quantities.", "",
+        "CIFAR-10, at budgets the paper does not state: the two measure different quantities.", "",
         rep.corruption_table(rows), "",
     ]
     toy = rep.read_metrics(toy_path) if toy_path is not None and toy_path.is_file() else None
     if toy is not None:
         md += ["## 2-D toy (Appendix G.1)", "",
-               "Paper: both models 100% clean; L2 PGD eps 15 (10 steps of 2): vanilla 0.0%, NN-PAG 75.5%.", "",
+               "Paper: both models 100% clean; L2 PGD eps 15 (10 steps of 2): vanilla 0.0%, NN-PAG 75.5% "
+               "(accuracies in %).", "",
                rep.toy_section(toy), ""]
     if missing:
         md += [f"Not evaluated (no metrics file): {', '.join(missing)}.", ""]

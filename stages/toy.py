@@ -39,6 +39,15 @@ def save_models(models: dict[str, dict[int, torch.nn.Module]], params: ToyParams
                        out / f"{name}-seed{seed}.pt")
 
 
+def subtitle(m: dict[str, Any], params: ToyParams) -> str:
+    """Panel subtitle: the plotted seed's accuracies and the mean over seeds (L2 eps = attack eps)."""
+    i = params.seeds.index(params.plot_seed)
+    grid = f", grid {m['robust_grid_per_seed'][i]:.1f}%" if "robust_grid_per_seed" in m else ""
+    return (f"seed {params.plot_seed}: clean {m['clean_per_seed'][i]:.1f}%, L2 eps {params.attack.eps:g}: "
+            f"PGD {m['robust_per_seed'][i]:.1f}%{grid}\n"
+            f"{len(params.seeds)} seeds: PGD {m['robust_mean']:.1f} +- {m['robust_std']:.1f}%")
+
+
 def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, workers: int = 1) -> dict[str, Any]:
     """Run the toy experiment with the ``toy`` section of ``params_path``; write every output; return metrics."""
     params = load_section(params_path, "toy", ToyParams)
@@ -52,14 +61,10 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
     metrics["workers"] = workers
     write_json(metrics_path, metrics)
     seed = params.plot_seed
-    subtitles = {
-        name: f"seed {seed}: clean {metrics[name]['clean_per_seed'][params.seeds.index(seed)]:.1f}%, "
-        f"L2 PGD eps {params.attack.eps:g}: {metrics[name]['robust_per_seed'][params.seeds.index(seed)]:.1f}%"
-        for name in ("vanilla", "nn-pag")
-    }
+    titles = {"vanilla": "Vanilla (CE)", "nn-pag": f"NN-PAG (CE + {params.lam:g} x PAG)"}
     plot_decision_boundaries(
-        {"vanilla": result.models["vanilla"][seed], "nn-pag": result.models["nn-pag"][seed]},
-        test.images, test.labels, plots_dir / "decision_boundaries.png", subtitles=subtitles,
+        {titles[k]: result.models[k][seed] for k in titles}, test.images, test.labels,
+        plots_dir / "decision_boundaries.png", subtitles={titles[k]: subtitle(metrics[k], params) for k in titles},
     )
     for name in ("vanilla", "nn-pag"):
         m, paper = metrics[name], metrics["paper"][name]

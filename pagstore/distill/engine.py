@@ -118,7 +118,8 @@ def distill(
         indices: dataset indices to distill, int64 (n,) (default: all of ``split``); stored as ``index``.
         samples_per_shard: store shard size (None: the store's default).
         grad_dtype: "float16" or "float32".
-        batch_size: samples per ``source.compute`` call (SBG: images per forward, x (C + 1) rows).
+        batch_size: samples per ``source.compute`` call (SBG pads each call to whole forwards of its
+            ``forward_batch`` images: a multiple of it wastes nothing).
         scheduler: "" = local dask threads; "local-cluster:N" = a local dask.distributed cluster with N
             process workers; anything else = a dask.distributed scheduler address.
         workers: local dask threads (0 = number of CPU cores); each task runs with one torch thread.
@@ -146,13 +147,11 @@ def distill(
         for sl in [store.shard_slice(k)]
     ]
     start = time.perf_counter()
-    if not todo:
-        pass
-    elif scheduler:
+    if todo and scheduler:
         from pagstore.distill.cluster import run_on_cluster  # imports dask.distributed
 
         run_on_cluster(scheduler, str(store_path), todo, source_factory, batch_size, grad_dtype)
-    else:
+    elif todo:
         run_local(str(store_path), todo, source, batch_size, grad_dtype, workers)
     return DistillResult(str(store_path), [w.k for w in todo], store.num_shards, time.perf_counter() - start)
 

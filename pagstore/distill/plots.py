@@ -55,7 +55,8 @@ def gradient_grid(
     """
     plt = _pyplot()
     rows, c = grads.shape[0], grads.shape[1]
-    fig, axes = plt.subplots(rows, c + 1, figsize=(1.1 * (c + 1), 1.15 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, c + 1, figsize=(1.0 * (c + 1), 1.0 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for r in range(rows):
         cmap = "gray" if images.shape[1] == 1 else None
         axes[r, 0].imshow(_as_picture(images[r], signed=False), cmap=cmap, vmin=0, vmax=1)
@@ -76,7 +77,7 @@ def vector_field(points: np.ndarray, labels: np.ndarray, grads: np.ndarray, path
     """2-D data: the points coloured by class and, per class, unit arrows of g(x, c). grads (N, C, 2)."""
     plt = _pyplot()
     c = grads.shape[1]
-    fig, axes = plt.subplots(1, c, figsize=(3.2 * c, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, c, figsize=(3.2 * c, 3.4), squeeze=False, layout="constrained")
     unit = grads / np.maximum(np.linalg.norm(grads, axis=-1, keepdims=True), 1e-12)
     for k in range(c):
         ax = axes[0, k]

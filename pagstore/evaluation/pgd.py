@@ -78,10 +78,12 @@ def pgd_attack(
     delta = torch.zeros_like(x)
     if random_start and eps > 0:
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.rand(x.shape, generator=gen).to(x) * 2 - 1
-        delta = project(noise * eps, norm, eps) if norm == "Linf" else project(
-            _ascent_direction(noise, "L2") * eps * torch.rand(x.shape[0], generator=gen).to(x).view(
-                -1, *([1] * (x.dim() - 1))), norm, eps)
+        if norm == "Linf":
+            delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).to(x)
+        else:
+            direction = _ascent_direction(torch.randn(x.shape, generator=gen), "L2")
+            radius = eps * torch.rand(x.shape[0], generator=gen).view(-1, *([1] * (x.dim() - 1)))
+            delta = (direction * radius).to(x)
     sign = -1.0 if targeted else 1.0
     for _ in range(steps):
         delta.requires_grad_(True)

@@ -91,28 +91,44 @@ def corruption_table(rows: list[dict[str, Any]]) -> str:
 
 
 def toy_section(toy: dict[str, Any]) -> str:
-    """Markdown lines for the toy metrics (any numeric leaves, flattened), beside Appendix G.1."""
-    lines = ["| model | metric | ours | paper |", "|---|---|---|---|"]
-    for model, value in toy.items():
-        for key, number in _numeric_leaves(value):
-            ref = PAPER_TOY.get(model.lower(), {})
-            kind = "robust" if "robust" in key else "clean" if "clean" in key else None
-            paper = f"{ref[kind]:.1f}%" if kind in ref and key.endswith("mean") else "-"
-            lines.append(f"| {model} | {key} | {number:.4g} | {paper} |")
-    return "\n".join(lines)
+    """Markdown table of the toy stage's models: clean and robust accuracy mean +- std beside Appendix G.1.
+
+    Accepts either ``{"clean_mean": .., "clean_std": ..}`` or ``{"clean": {"mean": .., "std": ..}}`` per model;
+    entries that carry neither (params, seeds, the paper's numbers) are skipped.
+    """
+    paper = toy.get("paper") if isinstance(toy.get("paper"), dict) else PAPER_TOY
+    lines = ["| model | clean | robust | paper clean | paper robust |", "|---|---|---|---|---|"]
+    for model, entry in toy.items():
+        if model in ("paper", "params") or not isinstance(entry, dict):
+            continue
+        clean, robust = _stat(entry, "clean"), _stat(entry, "robust")
+        if clean is None and robust is None:
+            continue
+        ref = paper.get(model, {}) if isinstance(paper.get(model), dict) else {}
+        lines.append(f"| {model} | {_mean_std(clean)} | {_mean_std(robust)} | {_num(ref.get('clean'), 1)} "
+                     f"| {_num(ref.get('robust'), 1)} |")
+    units = toy.get("units")
+    return "\n".join(lines) + (f"\n\nUnits (toy stage): {units}" if isinstance(units, str) else "")
 
 
-def _numeric_leaves(value: Any, prefix: str = "") -> list[tuple[str, float]]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, (int, float)):
-        return [(prefix or "value", float(value))]
-    if isinstance(value, dict):
-        out = []
-        for k, v in value.items():
-            out.extend(_numeric_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return []
+def _stat(entry: dict[str, Any], name: str) -> tuple[float, float | None] | None:
+    if isinstance(entry.get(f"{name}_mean"), (int, float)):
+        std = entry.get(f"{name}_std")
+        return float(entry[f"{name}_mean"]), float(std) if isinstance(std, (int, float)) else None
+    inner = entry.get(name)
+    if isinstance(inner, dict) and isinstance(inner.get("mean"), (int, float)):
+        std = inner.get("std")
+        return float(inner["mean"]), float(std) if isinstance(std, (int, float)) else None
+    if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+        return float(inner), None
+    return None
+
+
+def _mean_std(stat: tuple[float, float | None] | None) -> str:
+    if stat is None:
+        return "-"
+    mean, std = stat
+    return f"{mean:.4g}" + (f" +- {std:.2g}" if std is not None else "")
 
 
 def pearson(xs: list[float], ys: list[float]) -> float | None:

@@ -28,6 +28,19 @@ class ToyAttack:
 
 
 @dataclass(frozen=True)
+class ToyGrid:
+    """Exhaustive check of the PGD number: the eps-disk around each test point searched on a polar grid of
+    ``angles`` directions x ``radii`` rings (``angles: 0`` skips it)."""
+
+    angles: int = 180
+    radii: int = 30
+
+    def validate(self) -> None:
+        if self.angles < 0 or self.radii < 1:
+            raise ValueError(f"grid needs angles >= 0 and radii >= 1, got {self.angles}, {self.radii}")
+
+
+@dataclass(frozen=True)
 class ToyParams:
     """``toy`` in pipeline.yaml.
 
@@ -40,6 +53,7 @@ class ToyParams:
         seeds: one training seed per repetition (model init, batch order, NN candidates, PGD start); both
             models of a repetition share it.
         attack: the L2 PGD evaluation.
+        grid: exhaustive search of the same eps-disk (a check of the attack, not a replacement).
         lambda_sweep: extra PAG weights trained and evaluated with the same seeds (empty = none).
         grad_dtype: dtype of the stored NN gradients.
         plot_seed: which seed's models the decision-boundary figure shows (must be in ``seeds``).
@@ -54,6 +68,7 @@ class ToyParams:
     lam: float = 1.0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     attack: ToyAttack = field(default_factory=ToyAttack)
+    grid: ToyGrid = field(default_factory=ToyGrid)
     lambda_sweep: tuple[float, ...] = ()
     grad_dtype: Literal["float16", "float32"] = "float32"
     plot_seed: int = 0

@@ -32,6 +32,31 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     return accuracy(model, x_adv, y)
 
 
+@torch.no_grad()
+def grid_robust_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, angles: int = 180, radii: int = 30
+) -> float:
+    """Percent of ``x`` (N, 2) whose whole L2 disk of radius ``eps`` (a polar grid) is classified ``y`` (N,).
+
+    In 2-D the disk can be searched instead of attacked, so this does not depend on PGD finding the
+    boundary. The grid has ``angles`` directions and ``radii`` rings up to eps; a region thinner than the
+    grid spacing (eps / radii radially, 2 pi eps / angles at the rim) can be missed, so it is an upper bound
+    on the true robust accuracy, normally far tighter than an attack's.
+    """
+    if angles < 1 or radii < 1:
+        raise ValueError(f"grid needs angles >= 1 and radii >= 1, got {angles}, {radii}")
+    model.eval()
+    theta = torch.arange(angles, dtype=torch.float32) * (2 * torch.pi / angles)
+    rings = torch.linspace(eps / radii, eps, radii)
+    offsets = torch.cat([torch.zeros(1, 2), (rings.view(-1, 1, 1) * torch.stack([theta.cos(), theta.sin()], 1)).reshape(-1, 2)])
+    safe = []
+    for start in range(0, len(x), 32):  # 32 points x (1 + angles * radii) grid points per forward
+        xb, yb = x[start : start + 32], y[start : start + 32]
+        pred = model((xb.unsqueeze(1) + offsets.to(xb)).reshape(-1, 2)).argmax(dim=1).view(len(xb), -1)
+        safe.append((pred == yb.view(-1, 1)).all(dim=1))
+    return 100.0 * float(torch.cat(safe).float().mean())
+
+
 def line_alignment(model: nn.Module, x: torch.Tensor) -> float:
     """Mean |cos| between the logit-margin gradient grad_x (z_1 - z_0) and the data line, over ``x`` (N, 2).
 

@@ -25,7 +25,7 @@ from pagstore.loaders import ZarrGradientDataset
 from pagstore.models import build_model
 from pagstore.sources import build_source
 from pagstore.toy.config import ToyParams
-from pagstore.toy.evaluate import accuracy, line_alignment, robust_accuracy
+from pagstore.toy.evaluate import accuracy, grid_robust_accuracy, line_alignment, robust_accuracy
 from pagstore.training.data import Batch, check_store_matches
 from pagstore.training.loop import LoopOptions, fit
 from pagstore.training.objectives import ObjectiveSpec
@@ -98,12 +98,16 @@ def train_model(
 
 
 def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: ToyParams, seed: int) -> dict[str, float]:
-    """Clean and robust accuracy (percent) and line alignment (mean |cos|) on test points x (N, 2), y (N,)."""
-    return {
+    """Clean, PGD and (if enabled) grid-searched robust accuracy (percent) and line alignment (mean |cos|)
+    on test points x (N, 2), y (N,)."""
+    out = {
         "clean": accuracy(model, x, y),
         "robust": robust_accuracy(model, x, y, params.attack, seed),
         "line_alignment": line_alignment(model, x),
     }
+    if params.grid.angles:
+        out["robust_grid"] = grid_robust_accuracy(model, x, y, params.attack.eps, params.grid.angles, params.grid.radii)
+    return out
 
 
 def run_seed(
@@ -156,7 +160,8 @@ def run_toy(
     result: dict[str, Any] = {name: summarise(r) for name, r in rows.items()}
     result["paper"] = PAPER
     result["seeds"] = list(params.seeds)
-    result["units"] = "clean/robust/train_acc: percent of test (train) points; line_alignment: mean |cos|"
+    result["units"] = ("clean / robust (L2 PGD) / robust_grid (eps-disk searched on a grid) / train_acc: percent of "
+                       "test (train) points; line_alignment: mean |cos(grad_x margin, data line)|")
     result["params"] = asdict(params)
     result["dataset"] = {"train_fingerprint": train.fingerprint(), "test_fingerprint": test.fingerprint(),
                          "train_size": len(train), "test_size": len(test)}

@@ -93,15 +93,32 @@ def objective_loss(
     Returns:
         (scalar loss with graph, {"loss", "ce", "adv", "pag", "acc"}).
     """
-    xa = augment(x) if augment is not None else x
     terms: dict[str, float] = {}
+    pag = logits = None
+    if spec.uses_store:
+        if grads is None:
+            raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
+        c = grads.shape[1]
+        k = c if spec.k_classes is None else min(spec.k_classes, c)
+        targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
+        targets = targets.to(y.device)
+        aug_rep = augment.repeat_interleave(k) if augment is not None else None
+        pag, rep_logits = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps,
+                                             return_logits=True)
+        if spec.objective == "pag":
+            # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
+            # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.
+            pos = (targets == y[:, None]).float().argmax(dim=1)
+            logits = rep_logits[torch.arange(len(y), device=y.device), pos]
+        terms["pag"] = float(pag.detach())
+    xa = augment(x) if augment is not None else x
     if spec.objective == "at":
         x_adv = pgd(model, xa, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, clamp=clamp, generator=generator)
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         terms["adv"] = float(loss.detach())
     else:
-        logits = model(xa)
+        logits = model(xa) if logits is None else logits
         loss = F.cross_entropy(logits, y)
         terms["ce"] = float(loss.detach())
         if spec.objective == "trades":
@@ -111,15 +128,7 @@ def objective_loss(
             loss = loss + spec.beta * kl
             terms["adv"] = float(kl.detach())
     terms["acc"] = float((logits.argmax(1) == y).float().mean())
-    if spec.uses_store:
-        if grads is None:
-            raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
-        c = grads.shape[1]
-        k = c if spec.k_classes is None else min(spec.k_classes, c)
-        targets = sample_target_classes(y, c, k, generator) if k < c else None
-        aug_rep = augment.repeat_interleave(k) if augment is not None else None
-        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps)
+    if pag is not None:
         loss = loss + spec.lam * pag
-        terms["pag"] = float(pag.detach())
     terms["loss"] = float(loss.detach())
     return loss, terms

@@ -135,3 +135,12 @@ def test_bad_checkpoint_files_are_clear_errors(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="expected format"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_images_to_model_space_maps_uint8_to_unit_interval_and_resizes():
+    images = np.array([0, 255, 51] * 12, np.uint8).reshape(1, 1, 6, 6)
+    x = images_to_model_space(images)
+    assert x.dtype == torch.float32 and x.min() == -1 and x.max() == 1
+    assert images_to_model_space(images, image_size=8).shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match="uint8 images"):
+        images_to_model_space(images.astype(np.float32))

@@ -15,8 +15,12 @@ TRAIN = {
     "plain_methods": {"vanilla": {"objective": "ce"}, "at-l2": {"objective": "at", "norm": "l2", "eps": 1.0},
                       "at-linf": {"objective": "at", "norm": "linf", "eps": 0.1}},
 }
-TOY = {"vanilla": {"clean": {"mean": 1.0, "std": 0.0}, "robust": {"mean": 0.01, "std": 0.01}},
-       "nn-pag": {"clean": {"mean": 0.99, "std": 0.01}, "robust": {"mean": 0.7, "std": 0.05}}}
+# As the toy stage writes it (percent; per-seed lists; the paper's numbers; its parameters).
+TOY = {"vanilla": {"clean_mean": 100.0, "clean_std": 0.0, "robust_mean": 1.5, "robust_std": 0.7,
+                   "robust_per_seed": [1.0, 2.0]},
+       "nn-pag": {"clean_mean": 99.5, "clean_std": 0.5, "robust_mean": 70.25, "robust_std": 3.5},
+       "paper": {"vanilla": {"clean": 100.0, "robust": 0.0}, "nn-pag": {"clean": 100.0, "robust": 75.5}},
+       "seeds": [0, 1], "params": {"attack": {"eps": 15.0}}, "seconds": 12.0, "units": "percent"}
 
 
 def eval_metrics(method: str) -> dict:

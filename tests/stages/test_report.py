@@ -44,9 +44,14 @@ def test_toy_section_when_toy_metrics_exist(tmp_path):
     toy.write_text(json.dumps(TOY))
     md, report, _ = build_report(ReportParams(), PIPELINE, write_eval_dir(tmp_path), toy)
     assert "## 2-D toy" in md
-    assert "| nn-pag | robust.mean | 0.7 | 75.5% |" in md
-    assert "| vanilla | robust.mean | 0.01 | 0.0% |" in md
+    assert "| vanilla | 100 +- 0 | 1.5 +- 0.7 | 100.0 | 0.0 |" in md
+    assert "| nn-pag | 99.5 +- 0.5 | 70.25 +- 3.5 | 100.0 | 75.5 |" in md
+    assert "| paper |" not in md and "| params |" not in md and "| seconds |" not in md
     assert report["toy"] == TOY
+    # The nested layout {"clean": {"mean", "std"}} reads the same.
+    toy.write_text(json.dumps({"nn-pag": {"clean": {"mean": 99.5, "std": 0.5}, "robust": {"mean": 70.25}}}))
+    md, _, _ = build_report(ReportParams(), PIPELINE, tmp_path / "metrics" / "eval", toy)
+    assert "| nn-pag | 99.5 +- 0.5 | 70.25 | 100.0 | 75.5 |" in md
 
 
 def test_main_writes_markdown_json_and_plot(tmp_path):
@@ -89,3 +94,34 @@ def test_bad_metrics_file_is_named(tmp_path):
         read_metrics(bad)
     with pytest.raises(ReportError, match="not found"):
         read_metrics(tmp_path / "missing.json")
+
+
+def test_lambda_sweep_picture_from_checkpoints(tmp_path):
+    import torch
+
+    from pagstore.models import build_model
+    from pagstore.training.checkpoint import save_checkpoint
+    from tests.evaluation.tiny import NUM_CLASSES, make_split
+
+    make_split(4).save(tmp_path / "prepared" / "test.npz")
+    train = {"methods": {"sbg-lo": {"objective": "pag", "store": "sbg", "lam": 0.5},
+                         "sbg-hi": {"objective": "pag", "store": "sbg", "lam": 2.0}}, "plain_methods": {}}
+    cfg = {"name": "small-cnn", "num_classes": NUM_CLASSES, "sample_shape": [1, 8, 8], "kwargs": {"width": 4}}
+    for seed, method in enumerate(train["methods"]):
+        torch.manual_seed(seed)
+        model = build_model("small-cnn", NUM_CLASSES, (1, 8, 8), width=4)
+        save_checkpoint(tmp_path / "models" / method / "checkpoint.pt", model, cfg, {"method": method})
+    params = {**PIPELINE, "train": train,
+              "report": {"alignment_metric": "sbg_cos_mean", "robust_metric": "aa_l2",
+                         "lambda_sweep": {"image_index": 1, "norm": "L2", "eps_factor": 1.0, "steps": 2}}}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "eval").mkdir()
+    main(["--params", str(tmp_path / "pipeline.yaml"), "--eval-dir", str(tmp_path / "eval"),
+          "--models", str(tmp_path / "models"), "--prepared", str(tmp_path / "prepared"),
+          "--markdown", str(tmp_path / "results.md"), "--metrics", str(tmp_path / "report.json"),
+          "--plots", str(tmp_path / "plots")])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["lambda_sweeps"] == ["lambda_sweep_0.png"]
+    assert (tmp_path / "plots" / "lambda_sweep_0.png").read_bytes()[:4] == b"\x89PNG"
+    assert "](plots/lambda_sweep_0.png)" in (tmp_path / "results.md").read_text()
+    assert sorted(report["missing"]) == ["sbg-hi", "sbg-lo"]

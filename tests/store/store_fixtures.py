@@ -35,7 +35,8 @@ def expected(num_samples: int, samples_per_shard: int, sample_shape: tuple[int, 
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def new_store(path: str | Path, num_samples: int = 40, samples_per_shard: int = 8, grad_mantissa_bits: int | None = None,
+def new_store(path: str | Path, num_samples: int = 40, samples_per_shard: int = 8,
+              grad_mantissa_bits: int | None = None,
               sample_shape: tuple[int, ...] = (1, 4, 4), image_dtype: str = "uint8", grad_dtype: str = "float16",
               mode: str = "w-") -> Any:
     from pagstore.store import create_store

@@ -269,3 +269,15 @@ def test_chunk_shuffled_order_is_a_seeded_permutation(tmp_path: Path) -> None:
     filled_store(tmp_path / "s", num_samples=40, samples_per_shard=8)
     ds = ZarrGradientDataset(tmp_path / "s")
     assert sorted(ds.epoch_order(seed=1, epoch=0)) == list(range(40))
+
+
+def test_batch_loader_matches_per_sample_loader(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    filled_store(path, num_samples=30, samples_per_shard=8)
+    ds = ZarrGradientDataset(path)
+    order = ds.epoch_order(seed=0, epoch=0)
+    fast = list(ds.loader(7, order))
+    slow = ZarrLayout().batches(path, 7, order=order)
+    assert len(fast) == len(slow) == 5
+    for a, b in zip(fast, slow):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))

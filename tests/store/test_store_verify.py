@@ -99,3 +99,30 @@ def test_bad_spec_and_garbage_metadata_are_reported_not_raised(tmp_path) -> None
     report = verify_store(path)
     assert _kinds(report) == ["open"] and str(path) in report.problems[0].message
     assert _kinds(verify_store(tmp_path / "absent")) == ["open"]
+
+
+def test_array_with_wrong_dtype_is_reported(tmp_path) -> None:
+    path = _store(tmp_path)
+    group = zarr.open_group(str(path), mode="r+")
+    del group["labels"]
+    group.create_array("labels", shape=(24,), dtype="int32", chunks=(8,))
+    [p] = verify_store(path).problems
+    assert p.kind == "open" and "array 'labels' is int32 (24,), the spec says int64 (24,)" in p.message
+    del group["index"]
+    [p] = verify_store(path).problems
+    assert p.kind == "open" and "'index' missing" in p.message
+
+
+def test_a_plain_zarr_array_is_not_a_store(tmp_path) -> None:
+    zarr.create_array(str(tmp_path / "a"), shape=(3,), dtype="int32")
+    [p] = verify_store(tmp_path / "a").problems
+    assert p.kind == "open" and "no gradient store" in p.message
+
+
+def test_stale_export_of_a_recreated_store_is_reported(tmp_path) -> None:
+    path = _store(tmp_path)
+    export_webdataset(path, samples_per_tar=10)
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs["source"] = {"name": "fake", "scale": 3.0}  # as if re-made with other parameters
+    report = verify_store(path)
+    assert _kinds(report) == ["export"] and "spec differs in source" in report.problems[0].message

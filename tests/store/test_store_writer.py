@@ -19,7 +19,8 @@ def _write(store, d):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.update(labels=np.where(np.arange(8) == 3, 7, d["labels"])), r"label 7 of sample 11 is outside \[0, 3\)"),
+    (lambda d: d.update(labels=np.where(np.arange(8) == 3, 7, d["labels"])),
+     r"label 7 of sample 11 is outside \[0, 3\)"),
     (lambda d: d.update(labels=np.where(np.arange(8) == 0, -1, d["labels"])), "label -1 of sample 8"),
     (lambda d: d["grads"].__setitem__((6, 0, 0, 0, 0), np.inf), "grads of sample 14 contain NaN or inf"),
     (lambda d: d["grads"].__setitem__((2, 1, 0, 0, 0), 1e6), r"sample 10 .*float16.*overflow|overflow.*sample 10"),
@@ -96,3 +97,15 @@ def test_mantissa_rounding_is_recorded_and_keeps_direction(tmp_path) -> None:
         new_store(tmp_path / "s", num_samples=16, samples_per_shard=8, mode="a")
     with pytest.raises(StoreError, match=r"grad_mantissa_bits must be None or in \[1, 10\]"):
         new_store(tmp_path / "t", num_samples=16, samples_per_shard=8, grad_mantissa_bits=11)
+
+
+def test_source_parameters_are_normalised_to_json(tmp_path) -> None:
+    from pagstore.store import create_store
+    from store_fixtures import dataset_info
+
+    kw = dict(num_samples=4, num_classes=3, sample_shape=(2,), image_dtype="float32", dataset=dataset_info())
+    store = create_store(tmp_path / "s", source={"name": "sbg", "t": (100, 200)}, **kw)
+    assert store.spec.source == {"name": "sbg", "t": [100, 200]}
+    assert create_store(tmp_path / "s", "a", source={"name": "sbg", "t": (100, 200)}, **kw).spec == store.spec
+    with pytest.raises(StoreError, match="JSON-serialisable"):
+        create_store(tmp_path / "t", source={"name": "x", "f": object()}, **kw)

@@ -68,3 +68,17 @@ def test_pag_needs_gradients_in_the_batch() -> None:
 def test_bad_method_specs_are_config_errors(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(ObjectiveSpec, raw, where="pipeline.yaml:train.methods.x")
+
+
+@pytest.mark.parametrize("k_classes", [None, 2])
+def test_pag_reuses_the_true_class_row_for_cross_entropy(k_classes) -> None:
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 3, (1, 8, 8), width=4)
+    x, y, g = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 0, 2]), torch.randn(5, 3, 1, 8, 8)
+    gen = torch.Generator().manual_seed(1)
+    aug = sample_augmentation(5, pad=1, generator=gen)
+    spec = ObjectiveSpec(objective="pag", store="sbg", lam=1.0, k_classes=k_classes)
+    _, terms = objective_loss(model, x, y, g, spec, augment=aug, generator=gen)
+    # train mode: the repeated rows see the same BN batch statistics as the plain augmented batch
+    expected = float(torch.nn.functional.cross_entropy(model(aug(x)), y))
+    assert terms["ce"] == pytest.approx(expected, rel=1e-4)
