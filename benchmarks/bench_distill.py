@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256, help="images to distill")
     ap.add_argument("--checkpoint", type=Path, default=None, help="diffusion checkpoint (default: random digits-small)")
-    ap.add_argument("--t", type=int, default=300)
+    ap.add_argument("--t", type=int, default=400)
     ap.add_argument("--forward-batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()

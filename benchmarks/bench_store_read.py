@@ -3,10 +3,10 @@
 All three produce the same thing a training loop consumes: batches of float32 torch tensors
 (images (B, 3, 32, 32) in [0, 1], labels (B,), grads (B, 10, 3, 32, 32)). The memmap baseline reads
 uncompressed uint8/int64/float16 arrays from one .npy each and converts; the zarr store decodes its
-zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm the page cache, then is
-timed. Goal: each layout >= 0.5x the memmap throughput.
+zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm the page cache, then all are
+timed in interleaved rounds (best of). Goal: each layout >= 0.5x the memmap throughput.
 
-    python benchmarks/bench_store_read.py [--n 2048] [--batch-size 256] [--repeats 2]
+    python benchmarks/bench_store_read.py [--n 2048] [--batch-size 256] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def build(workdir: Path, n: int) -> Path:
 def memmap_batches(workdir: Path, batch_size: int, order: np.ndarray) -> Iterable[tuple]:
     import torch
 
-    im, lb, gr = (np.load(workdir / f"{k}.npy", mmap_mode="r") for k in ("images", "labels", "grads"))
+    # copy-on-write maps: writable, so torch.from_numpy does not warn; reads still come from the page cache
+    im, lb, gr = (np.load(workdir / f"{k}.npy", mmap_mode="c") for k in ("images", "labels", "grads"))
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         if idx[-1] - idx[0] + 1 == len(idx):  # sequential: slice, as a reader of a flat file would
@@ -63,23 +64,27 @@ def zarr_batches(path: Path, batch_size: int, order: np.ndarray) -> Iterable[tup
     return ZarrGradientDataset(path).loader(batch_size, order.tolist())
 
 
-def timed(make: Callable[[], Iterable[tuple]], repeats: int) -> tuple[float, int]:
-    for _ in make():  # warm-up pass: page cache, imports
-        pass
-    best = float("inf")
-    for _ in range(repeats):
-        t, count = time.perf_counter(), 0
-        for batch in make():
-            count += batch[0].shape[0]
-        best = min(best, time.perf_counter() - t)
-    return count / best, count
+def timed_interleaved(runs: dict[str, Callable[[], Iterable[tuple]]], rounds: int) -> dict[str, float]:
+    """Best samples/s per reader over ``rounds``; every round runs every reader once, so on a shared, noisy
+    machine the readers see the same conditions and the ratios stay meaningful."""
+    for make in runs.values():  # warm-up pass: page cache, imports
+        for _ in make():
+            pass
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(rounds):
+        for name, make in runs.items():
+            t, count = time.perf_counter(), 0
+            for batch in make():
+                count += batch[0].shape[0]
+            best[name] = max(best[name], count / (time.perf_counter() - t))
+    return best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds (best of)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -102,10 +107,10 @@ def main() -> None:
             "webdataset stream (no shuffle)": lambda: stream_batches(path, bs, shuffle=False, seed=0, epoch=0),
             "memmap shuffled": lambda: memmap_batches(workdir, bs, perm),
             "zarr shuffled": lambda: zarr_batches(path, bs, perm),
-            "zarr chunk-shuffled (epoch_order)": lambda: zarr_batches(path, bs, chunk_order),
+            "zarr block-shuffled (epoch_order)": lambda: zarr_batches(path, bs, chunk_order),
             "webdataset stream (shuffled)": lambda: stream_batches(path, bs, shuffle=True, seed=0, epoch=0),
         }
-        rates = {name: timed(make, args.repeats)[0] for name, make in runs.items()}
+        rates = timed_interleaved(runs, args.repeats)
     mb = 10 * 3 * 32 * 32 * 2 / 2**20
     print(f"N={args.n}, batch {bs}, C={C}, 3x32x32 float16 grads ({mb * args.n:.0f} MiB raw), 1 thread")
     print(f"  {'reader':<32} {'samples/s':>10} {'MiB/s':>8} {'vs memmap':>10}")

@@ -32,8 +32,9 @@ def to_model_space(images: np.ndarray) -> torch.Tensor:
 class ZarrGradientDataset(torch.utils.data.Dataset):
     """Map-style dataset over a complete store: item i -> (image (*S) f32, label () i64, grads (C, *S) f32).
 
-    ``__getitems__`` reads a whole DataLoader batch with one zarr selection, so batches cost one decode per
-    touched chunk instead of one per sample. The zarr handle is reopened in each worker process.
+    Batches cost one decode per touched chunk: ``__getitems__`` reads a DataLoader batch in one go, and
+    :meth:`loader` also skips per-sample collation. Shuffle with :meth:`epoch_order` (block-local), since a
+    uniform permutation decodes nearly every chunk for every batch. The zarr handle is reopened per worker.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -84,26 +85,28 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         x, y, g = self.read_batch(indices)
         return [(x[j], y[j], g[j]) for j in range(len(indices))]
 
-    def epoch_order(self, *, seed: int, epoch: int, window_chunks: int = 8) -> list[int]:
-        """A shuffled sample order that decodes each zarr chunk about once per epoch (use as sampler).
+    def epoch_order(self, *, seed: int, epoch: int, block_chunks: int = 4) -> list[int]:
+        """A shuffled sample order that decodes each zarr chunk about once per epoch (use with ``loader``).
 
         A uniform permutation makes every batch touch nearly every chunk, so each chunk is decoded once
-        per batch. Instead: permute the chunks, then permute samples within windows of ``window_chunks``
-        consecutive (permuted) chunks, like webdataset's shard + buffer shuffle. Seeded by (seed, epoch).
+        per batch. Instead, like webdataset's shard + buffer shuffle: blocks of ``block_chunks`` contiguous
+        chunks are visited in a random order and samples are shuffled within pairs of visited blocks.
+        Seeded by (seed, epoch).
         """
         chunk = int(self._get_store().arrays["grads"].chunks[0])
-        return chunk_shuffled_order(len(self), chunk, seed=seed, epoch=epoch, window_chunks=window_chunks)
+        return chunk_shuffled_order(len(self), chunk * block_chunks, seed=seed, epoch=epoch)
 
 
-def chunk_shuffled_order(num_samples: int, chunk_rows: int, *, seed: int, epoch: int,
-                         window_chunks: int = 8) -> list[int]:
-    """Permutation of range(num_samples): chunks of ``chunk_rows`` shuffled, then samples within windows."""
+def chunk_shuffled_order(num_samples: int, block_rows: int, *, seed: int, epoch: int,
+                         mix_blocks: int = 2) -> list[int]:
+    """Permutation of range(num_samples): contiguous blocks of ``block_rows`` rows in random order, samples
+    shuffled within each group of ``mix_blocks`` consecutive (visited) blocks."""
     rng = np.random.default_rng([seed, epoch])
-    chunks = rng.permutation(-(-num_samples // chunk_rows))
+    blocks = rng.permutation(-(-num_samples // block_rows))
     order = []
-    for w in range(0, len(chunks), window_chunks):
-        rows = np.concatenate([np.arange(c * chunk_rows, min((c + 1) * chunk_rows, num_samples))
-                               for c in chunks[w:w + window_chunks]])
+    for w in range(0, len(blocks), mix_blocks):
+        rows = np.concatenate([np.arange(b * block_rows, min((b + 1) * block_rows, num_samples))
+                               for b in blocks[w:w + mix_blocks]])
         order.append(rng.permutation(rows))
     return np.concatenate(order).tolist() if order else []
 
@@ -127,6 +130,9 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rank, world_size = _dist_info(rank, world_size)
     urls = shard_urls(store_path, read_index(store_path))
+    if epoch_length is None and world_size > len(urls):
+        raise ValueError(f"{location_str(store_path)}: {len(urls)} tar(s) cannot feed {world_size} ranks (some would "
+                         "get no data and DDP would hang); pass epoch_length, or export with fewer samples_per_tar")
     source = _ShardStream(urls, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
                           world_size=world_size, resampled=epoch_length is not None,
                           shuffle_buffer=shuffle_buffer, with_index=with_index)

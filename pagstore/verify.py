@@ -101,9 +101,12 @@ def _stale_export(loc: str, store: Any) -> list[Problem]:
         exported = read_index(loc).get("spec")
     except (ExportError, SpecError):
         return []  # already reported by check_export
-    if exported != store.spec.to_attrs():
-        diff = sorted(k for k in set(exported) | set(store.spec.to_attrs())
-                      if exported.get(k) != store.spec.to_attrs().get(k))
+    from pagstore.spec import StoreSpec
+
+    ours = store.spec.to_attrs()
+    theirs = StoreSpec.from_attrs(exported or {}, where=f"{loc}/shards/index.json").to_attrs()  # normalised
+    diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if diff:
         return [Problem("export", f"{loc}/shards: the export was made from another store (spec differs in "
                         f"{', '.join(diff)}); run `pagstore export {loc}` again")]
     return []

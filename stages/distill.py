@@ -2,7 +2,7 @@
 
 Reads ``distill.common`` and ``distill.sources.<name>`` (and ``distill.test`` with ``--split test``,
 ``distill.plots`` with ``--plots``) of pipeline.yaml; builds ``--out`` (resuming it if a previous run was
-interrupted), exports the webdataset shards, verifies the store (the stage fails if verification fails)
+interrupted; a finished store is rebuilt, since DVC only reruns a stage whose inputs changed), exports the webdataset shards, verifies the store (the stage fails if verification fails)
 and draws the figures. Example::
 
     python -m stages.distill --params pipeline.yaml --source sbg --prepared data/prepared \
@@ -12,6 +12,7 @@ and draws the figures. Example::
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,9 @@ class DistillCommon:
     device: str = "cpu"
 
     def validate(self) -> None:
-        if self.samples_per_shard < 1 or self.batch_size < 1 or self.workers < 0:
-            raise ValueError("samples_per_shard and batch_size must be >= 1 and workers >= 0")
+        for key, low in (("samples_per_shard", 1), ("batch_size", 1), ("workers", 0)):
+            if getattr(self, key) < low:
+                raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,11 @@ def run_distill(
     indices = None
     if split_name == "test":
         indices = np.arange(min(load_section(params_path, "distill.test", DistillTest).num_test, len(split)))
+    if _is_complete_store(out):
+        # DVC reran this stage because a dependency changed (code, data, params): a finished store from
+        # before must be redone, not "resumed". Only an unfinished store (an interrupted run) resumes.
+        print(f"{out}: replacing the finished store of a previous run")
+        shutil.rmtree(out)
     source = recipe()
     result = distill(out, split, recipe, indices=indices, samples_per_shard=common.samples_per_shard,
                      grad_dtype=common.grad_dtype, batch_size=common.batch_size, scheduler=common.scheduler,
@@ -111,6 +118,17 @@ def run_distill(
     if plots_dir is not None:
         draw(load_section(params_path, "distill.plots", DistillPlots), name, out, split, source, plots_dir)
     return report.to_dict()
+
+
+def _is_complete_store(path: Path) -> bool:
+    from pagstore.store import open_store
+
+    if not path.exists():
+        return False
+    try:
+        return open_store(path).is_complete()
+    except ValueError:  # StoreError, SpecError
+        return False  # not a readable store: distill() reports or replaces it
 
 
 def draw(cfg: DistillPlots, name: str, store_path: Path, split: PreparedSplit, source: Any, plots_dir: Path) -> None:

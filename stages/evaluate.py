@@ -24,26 +24,14 @@ import pagstore
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.prepared import PreparedSplit, load_split
+from pagstore.data.profile import EvalBudget
 
 NORM_KEYS = {"L2": "eps_l2", "Linf": "eps_linf"}
 
 
-@dataclass(frozen=True)
-class EvalBudget:
-    """``datasets.<profile>.eval``: attack radii in [0, 1] pixel units."""
-
-    eps_l2: float
-    eps_linf: float
-    large_eps_l2: float
-    large_eps_linf: float
-
-    def validate(self) -> None:
-        for name, value in asdict(self).items():
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-
-    def eps(self, norm: str, large: bool = False) -> float:
-        return getattr(self, ("large_" if large else "") + NORM_KEYS[norm])
+def budget_eps(budget: EvalBudget, norm: str, large: bool = False) -> float:
+    """The radius of ``norm`` ("L2" / "Linf") in a dataset's budget, standard or large."""
+    return getattr(budget, ("large_" if large else "") + NORM_KEYS[norm])
 
 
 @dataclass(frozen=True)
@@ -162,7 +150,7 @@ def run_autoattacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: 
     for large in (False, True) if params.large_eps else (False,):
         for norm in NORM_KEYS:
             key = f"aa_{norm.lower()}" + ("_large" if large else "")
-            eps = budget.eps(norm, large)
+            eps = budget_eps(budget, norm, large)
             # The name ties a state file to model, images, norm and eps, so a resume never mixes runs.
             state = None if state_dir is None else state_dir / f"{key}-eps{eps:.6g}-n{len(y)}-{state_key}.json"
             res = run_autoattack(model, x, y, norm=norm, eps=eps, batch_size=params.batch_size,
@@ -176,7 +164,7 @@ def write_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Eval
     """APGD-CE accuracy vs eps (factors of the profile's eps) -> sweep.csv and sweep.png."""
     from pagstore.evaluation import apgd_sweep
 
-    eps_by_norm = {n: [f * budget.eps(n) for f in params.sweep.eps_factors] for n in NORM_KEYS}
+    eps_by_norm = {n: [f * budget_eps(budget, n) for f in params.sweep.eps_factors] for n in NORM_KEYS}
     points = apgd_sweep.robust_accuracy_curve(model, x, y, eps_by_norm, n_iter=params.sweep.n_iter,
                                               seed=params.seed, device=params.device)
     apgd_sweep.write_sweep_csv(points, plots_dir / "sweep.csv")
@@ -188,7 +176,7 @@ def write_targeted_grid(model: nn.Module, x: torch.Tensor, split: PreparedSplit,
     """Large-eps targeted PGD toward every class (paper Fig. 9/11 layout) -> targeted.png; returns the settings."""
     from pagstore.evaluation import pictures
 
-    eps = pp.eps_factor * budget.eps(pp.norm, large=True)
+    eps = pp.eps_factor * budget_eps(budget, pp.norm, large=True)
     attack = pictures.TargetedAttack(norm=pp.norm, eps=eps, steps=pp.steps, step_size=2.5 * eps / pp.steps)
     grid = pictures.targeted_grid(model, x[: pp.num_images], split.num_classes, attack)
     pictures.save_grid(grid, plots_dir / "targeted.png", col_labels=pictures.class_columns(split.class_names),
@@ -235,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
         "test_split": {"path": str(args.prepared / "test.npz"), "fingerprint": split.fingerprint()},
         "code_version": pagstore.__version__,
     })
+    if "sbg_test" in metrics:
+        # Recorded, not enforced: the alignment uses the store's own images, so a mismatch is only a warning.
+        metrics["sbg_test"]["matches_test_split"] = metrics["sbg_test"]["dataset_fingerprint"] == split.fingerprint()
     write_json(args.metrics, metrics)
     if args.state_dir is not None:
         # The state only serves to resume an interrupted run; a finished one must not leak into the next.

@@ -106,6 +106,21 @@ def draw_lambda_sweeps(params: LambdaSweepParams, pipeline: dict[str, Any], mode
     return written
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def all_correlations(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Pearson correlation across models of every robust metric with every alignment metric ("aa_l2~etmann_mean")."""
+    out = {}
+    for r_key in rep.ROBUST_KEYS:
+        for a_key in rep.ALIGN_KEYS:
+            pairs = [(r[a_key], r[r_key]) for r in rows
+                     if _is_num(r.get(a_key)) and _is_num(r.get(r_key))]
+            out[f"{r_key}~{a_key}"] = rep.pearson([a for a, _ in pairs], [b for _, b in pairs])
+    return out
+
+
 def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
                  toy_path: Path | None) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """Return (markdown, report JSON, table rows) from the evaluate metrics under ``eval_dir``."""
@@ -121,7 +136,7 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     num_images = sorted({r["num_images"] for r in rows if r.get("num_images")})
     models = sorted({str(r["model"]) for r in rows if r.get("model")}) or ["?"]
     xs = [(r[params.alignment_metric], r[params.robust_metric]) for r in rows
-          if isinstance(r.get(params.alignment_metric), float) and isinstance(r.get(params.robust_metric), float)]
+          if _is_num(r.get(params.alignment_metric)) and _is_num(r.get(params.robust_metric))]
     corr = rep.pearson([a for a, _ in xs], [b for _, b in xs])
     md = [
         "# Results", "",
@@ -153,6 +168,7 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     if missing:
         md += [f"Not evaluated (no metrics file): {', '.join(missing)}.", ""]
     report = {"profile": profile, "eval_budget": budget, "params": asdict(params),
+              "correlations": all_correlations(rows),
               "models": {r["method"]: r for r in rows}, "missing": missing,
               "correlation": {"x": params.alignment_metric, "y": params.robust_metric, "pearson": corr,
                               "num_models": len(xs)},

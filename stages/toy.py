@@ -68,8 +68,11 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
     )
     for name in ("vanilla", "nn-pag"):
         m, paper = metrics[name], metrics["paper"][name]
-        log.info("%-8s clean %.1f +- %.1f (paper %.1f)  robust %.1f +- %.1f (paper %.1f)", name, m["clean_mean"],
-                 m["clean_std"], paper["clean"], m["robust_mean"], m["robust_std"], paper["robust"])
+        grid = ""
+        if "robust_grid_mean" in m:
+            grid = f", grid-searched {m['robust_grid_mean']:.1f} +- {m['robust_grid_std']:.1f}"
+        log.info("%-8s clean %.1f +- %.1f (paper %.1f)  PGD %.1f +- %.1f (paper %.1f)%s", name, m["clean_mean"],
+                 m["clean_std"], paper["clean"], m["robust_mean"], m["robust_std"], paper["robust"], grid)
     log.info("toy: %d seeds in %.1f s", len(params.seeds), metrics["seconds"])
     return metrics
 

@@ -40,10 +40,14 @@ class TrainOverrides:
 
 @dataclass(frozen=True)
 class SampleParams:
-    """How the sample grid is drawn: ``respacing`` is a timestep_respacing string ("50", "ddim25")."""
+    """How the sample grid is drawn: ``respacing`` is a timestep_respacing string ("100", "ddim25").
 
-    sampler: Literal["ddim", "ancestral"] = "ddim"
-    respacing: str = "50"
+    Respaced ancestral sampling with the learned variances gives clean digits from a briefly trained model
+    where 50-step DDIM still leaves some samples noisy.
+    """
+
+    sampler: Literal["ddim", "ancestral"] = "ancestral"
+    respacing: str = "100"
     per_class: int = 8
     seed: int = 0
 

@@ -66,7 +66,7 @@ PRESETS: Mapping[str, DiffusionPreset] = MappingProxyType({
             model=dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=(1, 2, 2),
                        attention_resolutions="4", num_heads=1, learn_sigma=True, dropout=0.0,
                        diffusion_steps=1000, noise_schedule="cosine"),
-            train=TrainHParams(steps=3000, batch_size=64, lr=2e-3, ema_rate=0.995),
+            train=TrainHParams(steps=1000, batch_size=32, lr=1e-3, ema_rate=0.995),
         ),
     )
 })

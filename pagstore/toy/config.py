@@ -24,7 +24,9 @@ class ToyAttack:
 
     def validate(self) -> None:
         if self.eps < 0 or self.steps < 0 or self.step_size < 0:
-            raise ValueError(f"attack eps, steps, step_size must be >= 0, got {self.eps}, {self.steps}, {self.step_size}")
+            raise ValueError(
+                f"attack eps, steps, step_size must be >= 0, got {self.eps}, {self.steps}, {self.step_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class ToyParams:
 
     def validate(self) -> None:
         if self.hidden < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"hidden, epochs, batch_size must be >= 1, got {self.hidden}, {self.epochs}, {self.batch_size}")
+            raise ValueError(
+                f"hidden, epochs, batch_size must be >= 1, got {self.hidden}, {self.epochs}, {self.batch_size}"
+            )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.lam > 0 or any(not lam > 0 for lam in self.lambda_sweep):

@@ -48,7 +48,8 @@ def grid_robust_accuracy(
     model.eval()
     theta = torch.arange(angles, dtype=torch.float32) * (2 * torch.pi / angles)
     rings = torch.linspace(eps / radii, eps, radii)
-    offsets = torch.cat([torch.zeros(1, 2), (rings.view(-1, 1, 1) * torch.stack([theta.cos(), theta.sin()], 1)).reshape(-1, 2)])
+    ring_points = rings.view(-1, 1, 1) * torch.stack([theta.cos(), theta.sin()], 1)  # (radii, angles, 2)
+    offsets = torch.cat([torch.zeros(1, 2), ring_points.reshape(-1, 2)])  # the centre too: clean accuracy
     safe = []
     for start in range(0, len(x), 32):  # 32 points x (1 + angles * radii) grid points per forward
         xb, yb = x[start : start + 32], y[start : start + 32]

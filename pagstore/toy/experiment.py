@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pagstore.data.prepared import PreparedSplit
 from pagstore.distill import distill
+from pagstore.evaluation.paper import PAPER_TOY
 from pagstore.loaders import ZarrGradientDataset
 from pagstore.models import build_model
 from pagstore.sources import build_source
@@ -29,9 +31,6 @@ from pagstore.toy.evaluate import accuracy, grid_robust_accuracy, line_alignment
 from pagstore.training.data import Batch, check_store_matches
 from pagstore.training.loop import LoopOptions, fit
 from pagstore.training.objectives import ObjectiveSpec
-
-# The paper's Appendix G.1 numbers (percent), printed beside ours.
-PAPER = {"vanilla": {"clean": 100.0, "robust": 0.0}, "nn-pag": {"clean": 100.0, "robust": 75.5}}
 
 
 @dataclass
@@ -97,7 +96,9 @@ def train_model(
     return model.eval(), rows[-1]
 
 
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: ToyParams, seed: int) -> dict[str, float]:
+def evaluate_model(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: ToyParams, seed: int
+) -> dict[str, float]:
     """Clean, PGD and (if enabled) grid-searched robust accuracy (percent) and line alignment (mean |cos|)
     on test points x (N, 2), y (N,)."""
     out = {
@@ -145,7 +146,9 @@ def run_toy(
     Accuracies are percent. Results do not depend on ``workers``: every seed runs with one torch thread.
     """
     if train.sample_shape != (2,) or train.num_classes != 2:
-        raise ValueError(f"toy experiment needs 2-class (N, 2) data, got {train.num_classes} classes of {train.sample_shape}")
+        raise ValueError(
+            f"toy experiment needs 2-class (N, 2) data, got {train.num_classes} classes of {train.sample_shape}"
+        )
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     start = time.perf_counter()
@@ -158,7 +161,7 @@ def run_toy(
             rows.setdefault(name, []).append(m)
             models.setdefault(name, {})[seed] = trained[name]
     result: dict[str, Any] = {name: summarise(r) for name, r in rows.items()}
-    result["paper"] = PAPER
+    result["paper"] = PAPER_TOY  # Appendix G.1, percent
     result["seeds"] = list(params.seeds)
     result["units"] = ("clean / robust (L2 PGD) / robust_grid (eps-disk searched on a grid) / train_acc: percent of "
                        "test (train) points; line_alignment: mean |cos(grad_x margin, data line)|")
@@ -175,11 +178,14 @@ def _init_worker() -> None:
 
 def map_seeds(fn: Callable[[int], Any], seeds: tuple[int, ...], workers: int) -> list[Any]:
     """``[fn(s) for s in seeds]``, in up to ``workers`` spawned processes (one torch thread each)."""
+    def progress(it: Any) -> list[Any]:
+        return list(tqdm(it, total=len(seeds), desc="toy seeds", unit="seed", disable=None))
+
     if workers == 1 or len(seeds) == 1:
-        return [fn(s) for s in seeds]
+        return progress(fn(s) for s in seeds)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
     with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=ctx, initializer=_init_worker) as pool:
-        return list(pool.map(fn, seeds))
+        return progress(pool.map(fn, seeds))

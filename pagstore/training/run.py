@@ -76,6 +76,29 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
             w.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")) for k in CSV_COLUMNS})
 
 
+def _optimizer_and_scheduler(
+    model: torch.nn.Module, common: TrainCommon
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    opt = torch.optim.SGD(model.parameters(), lr=common.lr, momentum=common.momentum,
+                          weight_decay=common.weight_decay)
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(common.milestones), gamma=common.gamma)
+
+
+def _resume(ckpt_path: Path, rid: str, model: torch.nn.Module, common: TrainCommon):  # noqa: ANN202
+    """(model, optimizer, scheduler, start epoch, history), from the checkpoint if it is this run's."""
+    opt, sched = _optimizer_and_scheduler(model, common)
+    if not ckpt_path.is_file():
+        return model, opt, sched, 0, []
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt["meta"].get("run_id") != rid:  # other parameters or data: start from scratch
+        return model, opt, sched, 0, []
+    model = model_from_checkpoint(ckpt)
+    opt, sched = _optimizer_and_scheduler(model, common)
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(restore_scheduler_state(ckpt["scheduler"]))
+    return model, opt, sched, int(ckpt["meta"]["epoch"]), list(ckpt["meta"]["history"])
+
+
 def train_method(
     method: str,
     spec: ObjectiveSpec,
@@ -93,13 +116,11 @@ def train_method(
     """
     rank, world = init_from_env()
     torch.manual_seed(common.seed)
-    prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
-    train = load_split(prepared_dir / "train.npz")
-    test = load_split(prepared_dir / "test.npz")
+    train = load_split(Path(prepared_dir) / "train.npz")
+    test = load_split(Path(prepared_dir) / "test.npz")
     store_path = Path(stores_dir) / spec.store if spec.store else None
     store_attrs = check_store_matches(store_path, train) if store_path is not None else None
-    fingerprints = {"dataset_fingerprint": train.fingerprint(), "store": store_attrs}
-    rid = run_id(method, spec, common, fingerprints)
+    rid = run_id(method, spec, common, {"dataset_fingerprint": train.fingerprint(), "store": store_attrs})
 
     kwargs = dict(common.model_kwargs)
     if common.normalize:
@@ -107,22 +128,8 @@ def train_method(
     model_config = {"name": common.model, "num_classes": train.num_classes,
                     "sample_shape": list(train.sample_shape), "kwargs": kwargs}
     model = build_model(common.model, train.num_classes, train.sample_shape, **kwargs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=common.lr, momentum=common.momentum,
-                                weight_decay=common.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(common.milestones), gamma=common.gamma)
-    ckpt_path = out_dir / "checkpoint.pt"
-    history: list[dict[str, Any]] = []
-    start = 0
-    if ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["meta"].get("run_id") == rid:
-            model = model_from_checkpoint(ckpt)
-            optimizer = torch.optim.SGD(model.parameters(), lr=common.lr, momentum=common.momentum,
-                                        weight_decay=common.weight_decay)
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(common.milestones), gamma=common.gamma)
-            scheduler.load_state_dict(restore_scheduler_state(ckpt["scheduler"]))
-            start, history = int(ckpt["meta"]["epoch"]), list(ckpt["meta"]["history"])
+    ckpt_path = Path(out_dir) / "checkpoint.pt"
+    model, optimizer, scheduler, start, history = _resume(ckpt_path, rid, model, common)
     broadcast_parameters(model)
 
     is_image = len(train.sample_shape) == 3
@@ -161,8 +168,6 @@ def train_method(
              "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
              **{k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}}
     if rank == 0:
-        if not ckpt_path.is_file():  # nothing left to train but no checkpoint: cannot happen, guard anyway
-            raise FileNotFoundError(f"{ckpt_path}: missing after training")
         write_history_csv(Path(plots_path), history)
         write_json(metrics_path, final)
     return final

@@ -8,7 +8,8 @@ import yaml
 from pagstore.config import ConfigError
 from pagstore.models import build_model
 from pagstore.training.checkpoint import save_checkpoint
-from stages.evaluate import EvalBudget, EvaluateParams, main
+from pagstore.data.profile import EvalBudget
+from stages.evaluate import EvaluateParams, main
 from tests.evaluation.tiny import NUM_CLASSES, make_split
 
 TINY_EVAL = {
@@ -69,7 +70,7 @@ def test_evaluate_stage_writes_metrics_and_plots(tmp_path):
     assert m["autoattack"]["aa_l2"]["eps"] == 3.0 and m["autoattack"]["aa_linf_large"]["eps"] == 0.6
     assert set(m["corruptions"]) == {"contrast_reduction", "gaussian_blur"}
     assert {"etmann_mean", "sbg_cos_mean", "sbg_cos_true_class"} <= set(m["alignment"])
-    assert m["sbg_test"]["num_images"] == 6
+    assert m["sbg_test"]["num_images"] == 6 and m["sbg_test"]["matches_test_split"] is True
     # The record says what made it: parameters, budget, checkpoint meta (history left out) and data.
     assert m["params"]["evaluate"]["num_images"] == 8 and m["params"]["eval_budget"]["eps_l2"] == 3.0
     assert m["checkpoint"]["meta"]["method"] == "vanilla" and "history" not in m["checkpoint"]["meta"]

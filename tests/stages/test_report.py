@@ -35,6 +35,8 @@ def test_table_has_our_numbers_beside_the_papers(tmp_path):
     assert report["models"]["pag-sbg"]["aa_l2"] == 0.55
     # Across the three models robust accuracy rises with alignment.
     assert report["correlation"]["pearson"] > 0.9 and report["correlation"]["num_models"] == 3
+    assert report["correlations"]["aa_l2~sbg_cos_mean"] == report["correlation"]["pearson"]
+    assert len(report["correlations"]) == 8 and report["correlations"]["aa_linf_large~etmann_mean"] is not None
     assert "| pag-sbg | - | - | 0.125 | - |" in md  # corruptions: median minimal blur severity (3rd column)
     assert "2-D toy" not in md
 

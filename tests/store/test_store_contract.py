@@ -258,14 +258,14 @@ def test_create_modes(tmp_path: Path) -> None:
 def test_chunk_shuffled_order_is_a_seeded_permutation(tmp_path: Path) -> None:
     from pagstore.loaders import chunk_shuffled_order
 
-    order = chunk_shuffled_order(100, 7, seed=0, epoch=0, window_chunks=2)
+    order = chunk_shuffled_order(100, 7, seed=0, epoch=0)
     assert sorted(order) == list(range(100)) and order != list(range(100))
-    assert order == chunk_shuffled_order(100, 7, seed=0, epoch=0, window_chunks=2)
-    assert order != chunk_shuffled_order(100, 7, seed=0, epoch=1, window_chunks=2)
-    # 98 = 14 chunks of 7: each window of 2 chunks (14 samples) touches exactly 2 chunks
-    order = chunk_shuffled_order(98, 7, seed=0, epoch=0, window_chunks=2)
-    chunks_per_window = [len({i // 7 for i in order[s:s + 14]}) for s in range(0, 98, 14)]
-    assert max(chunks_per_window) <= 2
+    assert order == chunk_shuffled_order(100, 7, seed=0, epoch=0)
+    assert order != chunk_shuffled_order(100, 7, seed=0, epoch=1)
+    # 98 = 14 blocks of 7: each group of 2 blocks (14 samples) touches exactly 2 blocks
+    order = chunk_shuffled_order(98, 7, seed=0, epoch=0, mix_blocks=2)
+    blocks_per_group = [len({i // 7 for i in order[s:s + 14]}) for s in range(0, 98, 14)]
+    assert max(blocks_per_group) == 2
     filled_store(tmp_path / "s", num_samples=40, samples_per_shard=8)
     ds = ZarrGradientDataset(tmp_path / "s")
     assert sorted(ds.epoch_order(seed=1, epoch=0)) == list(range(40))

@@ -51,6 +51,10 @@ def test_epoch_length_gives_every_rank_the_same_number_of_batches(exported: Path
 def test_torch_distributed_defaults_and_bad_rank(exported: Path) -> None:
     assert not torch.distributed.is_initialized()
     assert sorted(_rows(exported)) == list(range(40))  # no process group: rank 0 of 1
+    with pytest.raises(ValueError, match="8 tar\\(s\\) cannot feed 9 ranks"):
+        next(stream_batches(exported, 4, shuffle=False, seed=0, epoch=0, rank=0, world_size=9))
+    assert len(list(stream_batches(exported, 4, shuffle=False, seed=0, epoch=0, rank=8, world_size=9,
+                                   epoch_length=2))) == 2
     with pytest.raises(ValueError, match=r"rank 2 is not in \[0, world_size=2\)"):
         next(stream_batches(exported, 4, shuffle=False, seed=0, epoch=0, rank=2, world_size=2))
 

@@ -59,3 +59,18 @@ def test_store_from_other_data_is_refused_before_training(tmp_path) -> None:
         train_method("pag-cm", spec, COMMON, prepared, tmp_path / "stores", tmp_path / "model",
                      tmp_path / "m.json", tmp_path / "p.csv")
     assert not (tmp_path / "model").exists()
+
+
+def test_vector_data_trains_without_augmentation_or_clamp(tmp_path) -> None:
+    from pagstore.data.prepared import PreparedSplit
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40, dtype=np.int64) % 2
+    x = (rng.normal(size=(40, 2)) * 0.3 + np.where(y[:, None] == 1, 3.0, -3.0)).astype(np.float32)
+    for name in ("train", "test"):
+        PreparedSplit(x, y, ("a", "b"), {"split": name}).save(tmp_path / "prepared" / f"{name}.npz")
+    common = TrainCommon(model="mlp", model_kwargs={"hidden": 8}, epochs=2, batch_size=8, milestones=(2,), lr=0.1)
+    spec = ObjectiveSpec(objective="at", norm="l2", eps=2.0, steps=3)
+    final = train_method("at-l2", spec, common, tmp_path / "prepared", tmp_path / "stores", tmp_path / "m",
+                         tmp_path / "m.json", tmp_path / "p.csv")
+    assert final["test_acc"] > 0.9  # separable blobs far outside [0, 1]: no clamp may squash them
