@@ -60,3 +60,15 @@ def broadcast_parameters(model: nn.Module) -> None:
         return
     for t in list(model.parameters()) + list(model.buffers()):
         dist.broadcast(t.data, src=0)
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Average floating-point buffers (BN running statistics) across ranks, so every rank evaluates and
+    saves the same model."""
+    if not is_distributed():
+        return
+    world = dist.get_world_size()
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b.data)
+            b.data /= world

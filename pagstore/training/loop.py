@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.data import Batch
-from pagstore.training.distributed import all_have_batch, average_gradients
+from pagstore.training.distributed import all_have_batch, average_buffers, average_gradients
 from pagstore.training.objectives import ObjectiveSpec, objective_loss
 
 
@@ -79,6 +79,7 @@ def train_epoch(
         bar.update(1)
         bar.set_postfix(loss=f"{terms['loss']:.3f}")
     bar.close()
+    average_buffers(model)
     if seen == 0:
         raise ValueError(f"{desc}: no training batches (empty data or fewer shards than ranks)")
     return {k: v / seen for k, v in sums.items()}

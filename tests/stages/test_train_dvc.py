@@ -15,7 +15,7 @@ from stages.train import main
 from tests.helpers.dvc_project import REPO, dvc, dvc_project
 
 OVERRIDES = {
-    "datasets": {"digits": {"options": {"image_size": 8}}},
+    "datasets": {"digits": {"options": {"image_size": 8, "test_fraction": 0.8}}},
     "distill": {"common": {"samples_per_shard": 512, "batch_size": 256, "workers": 1},
                 "plots": {"num_images": 2}},
     "train": {"common": {"model_kwargs": {"width": 4}, "epochs": 1, "milestones": [1], "batch_size": 128,

@@ -38,7 +38,7 @@ def main() -> None:
 
     spec = ObjectiveSpec(objective="pag", store="sbg", lam=1.0)
     fit(model, spec, batches, opt, sched, LoopOptions(crop_pad=1, seed=0), epochs=1, rank=rank)
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    flat = torch.cat([t.detach().float().reshape(-1) for t in [*model.parameters(), *model.buffers()]])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"rank{rank}.json").write_text(json.dumps({"world": world, "rows": seen, "params": flat.tolist()}))
     dist.destroy_process_group()

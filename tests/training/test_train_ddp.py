@@ -1,4 +1,4 @@
-"""torchrun with 2 gloo processes: ranks read disjoint shards and end with identical weights."""
+"""torchrun with 2 gloo processes: ranks read disjoint shards and end with identical weights and BN statistics."""
 
 from __future__ import annotations
 
