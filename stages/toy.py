@@ -65,6 +65,7 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
     plot_decision_boundaries(
         {titles[k]: result.models[k][seed] for k in titles}, test.images, test.labels,
         plots_dir / "decision_boundaries.png", subtitles={titles[k]: subtitle(metrics[k], params) for k in titles},
+        eps=params.attack.eps,
     )
     for name in ("vanilla", "nn-pag"):
         m, paper = metrics[name], metrics["paper"][name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
+    """Final raw weights (``model``), EMA weights, the training process, steps done and (step, loss) points."""
+
     model: UNetModel
     ema_state: dict[str, torch.Tensor]
     diffusion: SpacedDiffusion
@@ -99,9 +102,21 @@ def _signature(config: dict[str, Any], settings: TrainSettings, fingerprint: str
     return {"config": cfg, "settings": s, "dataset_fingerprint": fingerprint}
 
 
+def _resumable(path: Path, signature: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it exists and was made with the same config, settings and data."""
+    if not path.is_file():
+        return None
+    raw = read_checkpoint(path)
+    if raw.get("signature") != signature:
+        log(f"{path}: existing checkpoint was made with other settings or data; starting afresh")
+        return None
+    log(f"resuming diffusion training from step {raw['step']} ({path})")
+    return raw
+
+
 def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int, config: dict[str, Any],
                     settings: TrainSettings, checkpoint_path: str | Path, dataset_fingerprint: str,
-                    extra_meta: dict[str, Any] | None = None, log=print) -> TrainResult:
+                    extra_meta: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume training of) the diffusion model and leave a final checkpoint at ``checkpoint_path``.
 
     Args:
@@ -123,17 +138,12 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     step, history, window = 0, [], []  # window: losses since the last logged point
 
     path = Path(checkpoint_path)
-    if path.is_file():
-        raw = read_checkpoint(path)
-        if raw.get("signature") == signature:
-            model.load_state_dict(raw["model"])
-            ema = raw["ema"]
-            opt.load_state_dict(raw["optimizer"])
-            step, history = raw["step"], [tuple(h) for h in raw.get("loss_history", [])]
-            window = list(raw.get("loss_window", []))
-            log(f"resuming diffusion training from step {step} ({path})")
-        else:
-            log(f"{path}: existing checkpoint was made with other settings or data; starting afresh")
+    raw = _resumable(path, signature, log)
+    if raw is not None:
+        model.load_state_dict(raw["model"])
+        opt.load_state_dict(raw["optimizer"])
+        ema, step = raw["ema"], raw["step"]
+        history, window = [tuple(h) for h in raw["loss_history"]], list(raw["loss_window"])
     resumed_from = step
 
     def save() -> None:

@@ -34,12 +34,17 @@ def plot_decision_boundaries(
     y_test: np.ndarray,
     path: str | Path,
     subtitles: Mapping[str, str] | None = None,
+    eps: float | None = None,
 ) -> None:
     """Save one panel per model: predicted class as background, test points on top (PNG at ``path``).
+
+    Axes have equal scales, so L2 distances (the threat model) look as they are.
 
     Args:
         models: title -> classifier taking (B, 2) float32 points.
         x_test: (N, 2) float32 test points; y_test: (N,) int labels.
+        subtitles: title -> a line or two under it.
+        eps: if given, a dashed circle of this radius in the lower right corner shows the attack budget.
     """
     import matplotlib
 
@@ -50,7 +55,8 @@ def plot_decision_boundaries(
     pad = 15.0
     xlim = (float(x_test[:, 0].min() - pad), float(x_test[:, 0].max() + pad))
     ylim = (float(x_test[:, 1].min() - 2 * pad), float(x_test[:, 1].max() + 2 * pad))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 5), squeeze=False)
+    aspect = (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])
+    fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 1.2 + 3.6 * aspect), squeeze=False)
     background = ListedColormap(["#f4c7a1", "#a9c8ec"])
     for ax, (title, model) in zip(axes[0], models.items()):
         xx, yy, pred = predict_grid(model, xlim, ylim)
@@ -59,11 +65,16 @@ def plot_decision_boundaries(
             pts = x_test[y_test == cls]
             ax.scatter(pts[:, 0], pts[:, 1], s=6, c=colour, label=f"class {cls}")
         label = title if not subtitles or title not in subtitles else f"{title}\n{subtitles[title]}"
-        ax.set_title(label)
+        ax.set_title(label, fontsize=9)
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
+        ax.set_aspect("equal")
+        if eps:
+            centre = (xlim[1] - 1.3 * eps, ylim[0] + 1.3 * eps)
+            ax.add_patch(plt.Circle(centre, eps, fill=False, linestyle="--", color="black", linewidth=1))
+            ax.annotate(f"L2 eps {eps:g}", (centre[0], centre[1] + 1.1 * eps), ha="center", fontsize=8)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
