@@ -223,7 +223,8 @@ def test_verify_names_the_fault(pristine: Path, tmp_path: Path, reader: str, fau
         FAULTS[fault][2] == f"shard {p.shard}" or FAULTS[fault][2] == f"sample {p.sample}" for p in report.problems
     ), text
     result = CliRunner().invoke(app, ["verify", str(store)])
-    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "FAILED" in result.output and "Traceback" not in result.output
     assert FAULTS[fault][2] in result.output, result.output
 
