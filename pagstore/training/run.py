@@ -76,6 +76,13 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
             w.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, "")) for k in CSV_COLUMNS})
 
 
+def remove_stale_temp_files(ckpt_path: Path) -> None:
+    """Delete temp checkpoints a killed save left beside ``ckpt_path`` (atomic_path's never-moved file),
+    so they do not end up inside the DVC output directory."""
+    for stale in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp*"):
+        stale.unlink(missing_ok=True)
+
+
 def _optimizer_and_scheduler(
     model: torch.nn.Module, common: TrainCommon
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
@@ -129,6 +136,8 @@ def train_method(
                     "sample_shape": list(train.sample_shape), "kwargs": kwargs}
     model = build_model(common.model, train.num_classes, train.sample_shape, **kwargs)
     ckpt_path = Path(out_dir) / "checkpoint.pt"
+    if rank == 0:
+        remove_stale_temp_files(ckpt_path)
     model, optimizer, scheduler, start, history = _resume(ckpt_path, rid, model, common)
     broadcast_parameters(model)
 

@@ -22,14 +22,21 @@ TINY_DISTILL = {"distill": {"common": {"samples_per_shard": 8, "grad_dtype": "fl
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Prepared data, a matching store, a store of other data, and a tiny diffusion checkpoint."""
+    """Prepared data, a matching store, a store of other data, an unfinished store, a diffusion checkpoint."""
     root = tmp_path_factory.mktemp("config")
     prepared = write_prepared(root, n=24)
     split = load_split(prepared / "train.npz")
     build_store(root / "stores" / "cm", split)
     build_store(root / "other" / "cm", split, fingerprint="sha256:" + "0" * 64)
+    _unfinished(build_store(root / "incomplete" / "cm", split))
     write_diffusion_checkpoint(root / "diffusion.pt", split)
     return root
+
+
+def _unfinished(store: Path) -> Path:
+    """Clear shard 1's done flag: the store of a distillation that never finished."""
+    (store / "done" / "c" / "1").unlink()
+    return store
 
 
 def _stage(stage: str, root: Path, params: Path, out: Path, stores: str = "stores") -> list[str]:
@@ -79,6 +86,7 @@ CASES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...], st
                                "B8: k_classes > C is clamped to C silently (objectives.py min(k_classes, c)) "
                                "and the run trains"),
     "train-store-of-other-dataset": ("train", {}, (), ("sha256:" + "0" * 64, "cm"), "other", None),
+    "train-incomplete-store": ("train", {}, (), ("incomplete", "[1]"), "incomplete", None),
     "evaluate-negative-eps": ("evaluate", {"datasets": {"digits": {"eval": {"eps_l2": -1.0}}}}, (),
                               ("eps_l2", "-1.0"), "stores", None),
 }

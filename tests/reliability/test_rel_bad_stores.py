@@ -112,6 +112,7 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
                          "'images' is uint8 (24, 1, 4, 4)"),
     "spec-unknown-version": (lambda s: _set_attr(s, "format_version", 99), "spec", "format_version 99"),
     "spec-missing-key": (lambda s: _set_attr(s, "grad_dtype", ...), "spec", "grad_dtype"),
+    "zarr-done-flag-cleared": (lambda s: (s / "done/c/1").unlink(), "done", "[1]"),
     "tar-truncated": (lambda s: _truncate(s / "shards/grads-000001.tar"), "tar", "grads-000001.tar"),
     "tar-flipped-bytes": (lambda s: _flip_bytes(s / "shards/grads-000001.tar"), "tar", "grads-000001.tar"),
     "tar-missing": (lambda s: (s / "shards/grads-000002.tar").unlink(), "tar", "grads-000002.tar"),
@@ -155,7 +156,7 @@ def _stream(p: Path) -> None:
 
 
 READERS = {"open_store.read": _read_all, "ZarrGradientDataset": _dataset, "stream_batches": _stream}
-READS_LAYER = {"open_store.read": ("zarr", "spec"), "ZarrGradientDataset": ("zarr", "spec"),
+READS_LAYER = {"open_store.read": ("zarr", "spec"), "ZarrGradientDataset": ("zarr", "spec", "done"),
                "stream_batches": ("tar", "spec")}
 
 # Known gaps (strict xfail: a fix makes the test pass and the marker must go). Proposed fixes in
@@ -173,7 +174,8 @@ BUGS = {
     ("open_store.read", "zarr-label-out-of-range"): "B3: readers return out-of-range labels without an error",
     ("ZarrGradientDataset", "zarr-label-out-of-range"): "B3: readers return out-of-range labels",
     ("stream_batches", "tar-truncated"): "B4: a truncated tar silently yields fewer samples",
-    ("stream_batches", "tar-flipped-bytes"): "B4: stream does not check the tar's sha256 from index.json",
+    ("stream_batches", "tar-flipped-bytes"): "B4: stream does not check the tar's sha256: flipped bytes decode "
+                                             "silently or die in a bare UnicodeDecodeError",
     ("stream_batches", "tar-missing"): "B5: a missing tar escapes as a bare FileNotFoundError",
     ("stream_batches", "tar-wrong-shape"): "B6: np.stack's bare ValueError, no tar/sample named",
     ("stream_batches", "tar-wrong-dtype"): "B6: float64 grads accepted silently (spec says float32)",

@@ -12,12 +12,13 @@ logged loss history).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from rel_fixtures import kill_when, run_stage, write_diffusion_checkpoint, write_params, write_prepared, build_store
+from rel_fixtures import build_store, kill_when, write_diffusion_checkpoint, write_params, write_prepared
 
 from pagstore.data.prepared import load_split
 
@@ -61,7 +62,8 @@ def distill_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _array_files(store: Path) -> dict[str, bytes]:
     """Every file of the store except the two holding ``created_at`` (root zarr.json, shards/index.json)."""
     skip = {store / "zarr.json", store / "shards" / "index.json"}
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file() and p not in skip}
+    files = sorted(p for p in store.rglob("*") if p.is_file() and p not in skip)
+    return {str(p.relative_to(store)): p.read_bytes() for p in files}
 
 
 def _spec_without_time(attrs: dict) -> dict:
@@ -118,7 +120,7 @@ def diffusion_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _saves_seen(path: Path) -> callable:
+def _saves_seen(path: Path) -> Callable[[], int]:
     """A predicate counting distinct versions of ``path`` (atomic replace: a new inode per save)."""
     seen: set[tuple[int, int]] = set()
 
@@ -200,7 +202,8 @@ def test_classifier_killed_resumes_to_same_weights(classifier_reference: Path, t
     if epoch < 6:
         assert not (out / "metrics.json").exists()
     main(_train_args(root, out)[1:])
-    got, want = load_checkpoint(out / "model" / "checkpoint.pt"), load_checkpoint(root / "ref" / "model" / "checkpoint.pt")
+    got = load_checkpoint(out / "model" / "checkpoint.pt")
+    want = load_checkpoint(root / "ref" / "model" / "checkpoint.pt")
     assert got["meta"]["epoch"] == want["meta"]["epoch"] == 6
     _assert_same_tensors(got["state_dict"], want["state_dict"], "classifier")
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731

@@ -88,3 +88,12 @@ def test_changed_params_start_fresh_and_bad_files_are_named(tmp_path) -> None:
         load_classifier(bad)
     with pytest.raises(CheckpointError, match="not found"):
         load_classifier(tmp_path / "missing.pt")
+
+
+def test_rerun_removes_a_temp_checkpoint_left_by_a_kill(tmp_path) -> None:
+    _, prepared = write_prepared(tmp_path)
+    (tmp_path / "run").mkdir()
+    stale = tmp_path / "run" / ".checkpoint.pt.k1ll3d.tmp.pt"
+    stale.write_bytes(b"PK\x03\x04 half a zip")
+    _train(tmp_path, prepared, "run", 1)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
