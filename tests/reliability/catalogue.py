@@ -137,7 +137,7 @@ def config_rows() -> list[Row]:
     import test_rel_bad_config as bc
 
     rows = []
-    for case, (stage, over, drop, fragments, _, bug) in bc.CASES.items():
+    for case, (stage, over, drop, fragments, stores, bug) in bc.CASES.items():
         parts = [f"set {_flat(over)}" if over else "", f"delete {', '.join(drop)}" if drop else ""]
         fault = "; ".join(p for p in parts if p)
         fault = fault or {"other": "store of another dataset (--stores)",
