@@ -99,7 +99,7 @@ def objective_loss(
         if grads is None:
             raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
         c = grads.shape[1]
-        k = c if spec.k_classes is None else min(spec.k_classes, c)
+        k = c if spec.k_classes is None else spec.k_classes  # k <= C is checked by train_method
         targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None

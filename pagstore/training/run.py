@@ -15,6 +15,7 @@ import torch
 
 from pagstore import __version__
 from pagstore.atomic import atomic_path, write_json
+from pagstore.config import ConfigError
 from pagstore.data.prepared import PreparedSplit, load_split
 from pagstore.models import build_model
 from pagstore.training import metrics as M
@@ -125,6 +126,12 @@ def train_method(
     torch.manual_seed(common.seed)
     train = load_split(Path(prepared_dir) / "train.npz")
     test = load_split(Path(prepared_dir) / "test.npz")
+    if spec.k_classes is not None and spec.k_classes > train.num_classes:
+        # Checked here, not in ObjectiveSpec: C is known only once the data are loaded.
+        raise ConfigError(
+            f"train.methods.{method}.k_classes: {spec.k_classes} exceeds the number of classes "
+            f"C={train.num_classes} of the dataset (use null for all classes)"
+        )
     store_path = Path(stores_dir) / spec.store if spec.store else None
     store_attrs = check_store_matches(store_path, train) if store_path is not None else None
     rid = run_id(method, spec, common, {"dataset_fingerprint": train.fingerprint(), "store": store_attrs})

@@ -35,7 +35,7 @@ class Row:
 
 KILL_ROWS = [
     Row("kill/distill", "stages.distill (SBG source, dask)", "SIGKILL after 1-6 of 8 shards + 0-0.12 s (3 seeded "
-        "points)", "done-flagged shards equal an uninterrupted run's; index.json only over whole tars; rerun -> "
+        "points), and once the webdataset export starts", "done-flagged shards equal an uninterrupted run's; index.json only over whole tars; rerun -> "
         "byte-identical array chunks and tars, same spec (except created_at)",
         "test_rel_kill::test_distill_killed_resumes_to_same_bytes"),
     Row("kill/train_diffusion", "stages.train_diffusion", "SIGKILL after 1-3 of 4 checkpoint saves + 0-0.3 s "
@@ -48,8 +48,7 @@ KILL_ROWS = [
         "test_rel_kill::test_classifier_killed_resumes_to_same_weights"),
     Row("kill/train-stale-temp", "pagstore.atomic + stages.train", "temp file a kill inside atomic_path leaves "
         "(.checkpoint.pt.*.tmp.pt)", "the finished rerun's output dir holds only checkpoint.pt",
-        "test_rel_kill::test_classifier_rerun_leaves_no_stale_temp_file",
-        "B9: stale temp checkpoint stays inside the DVC directory output"),
+        "test_rel_kill::test_classifier_rerun_leaves_no_stale_temp_file"),
 ]
 
 HOSTILE_ROWS = [
@@ -121,11 +120,15 @@ def store_rows() -> list[Row]:
 
     rows = []
     for fault, (_, layer, fragment) in bs.FAULTS.items():
-        readers = [r for r in bs.READERS if layer in bs.READS_LAYER[r]] + ["verify"]
+        readers = [r for r in bs.READERS if layer in bs.READS_LAYER[r]]
+        readers += [c for c in bs.CLI_READS_LAYER if layer in bs.CLI_READS_LAYER[c] and (c, fault) not in bs.CLI_SKIPS]
+        readers += ["verify"]
         for reader in readers:
-            test = "test_verify_names_the_fault" if reader == "verify" else "test_reader_refuses_corrupt_store"
-            what = ("report not ok + `pagstore verify` exit 1, no traceback" if reader == "verify"
-                    else "StoreError/SpecError/ExportError")
+            test, what = {
+                "verify": ("test_verify_names_the_fault", "report not ok + `pagstore verify` exit 1, no traceback"),
+                "pagstore inspect": ("test_cli_refuses_corrupt_store", "exit != 0, no traceback"),
+                "pagstore export": ("test_cli_refuses_corrupt_store", "exit != 0, no traceback"),
+            }.get(reader, ("test_reader_refuses_corrupt_store", "StoreError/SpecError/ExportError"))
             rows.append(Row(f"bad-store/{fault}", "verify_store + CLI" if reader == "verify" else reader,
                             FAULT_TEXT[fault],
                             f"{what}, naming `{fragment}`", f"test_rel_bad_stores::{test}",
@@ -190,6 +193,18 @@ def observe() -> dict[str, str]:
                 report = bs.verify_store(store)
                 msg = report.problems[0].message if report.problems else "OK (nothing found)"
                 seen[f"{row.case}|{row.component}"] = _short(msg, tmp)
+                continue
+            if row.component.startswith("pagstore "):
+                from typer.testing import CliRunner
+
+                res = CliRunner().invoke(bs.app, [row.component.split()[1], str(store)])
+                if res.exception is not None and not isinstance(res.exception, SystemExit):
+                    err = f"raw {type(res.exception).__name__}: {res.exception}"
+                elif res.exit_code == 0:
+                    err = "no error"
+                else:
+                    err = res.output.strip().splitlines()[-1]
+                seen[f"{row.case}|{row.component}"] = _short(f"exit {res.exit_code}: {err}", tmp)
                 continue
             try:
                 bs.READERS[row.component](store)

@@ -82,9 +82,7 @@ CASES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...], st
     "train-negative-eps": ("train", {"train": {"methods": {"pag-cm": {"objective": "at", "eps": -0.5}}}}, (),
                            ("eps", "-0.5"), "stores", None),
     "train-k-greater-than-c": ("train", {"train": {"methods": {"pag-cm": {"k_classes": 10}}}}, (),
-                               ("k_classes", "10"), "stores",
-                               "B8: k_classes > C is clamped to C silently (objectives.py min(k_classes, c)) "
-                               "and the run trains"),
+                               ("k_classes", "10"), "stores", None),
     "train-store-of-other-dataset": ("train", {}, (), ("sha256:" + "0" * 64, "cm"), "other", None),
     "train-incomplete-store": ("train", {}, (), ("incomplete", "[1]"), "incomplete", None),
     "evaluate-negative-eps": ("evaluate", {"datasets": {"digits": {"eval": {"eps_l2": -1.0}}}}, (),

@@ -181,6 +181,15 @@ BUGS = {
     ("stream_batches", "tar-wrong-dtype"): "B6: float64 grads accepted silently (spec says float32)",
     ("stream_batches", "tar-nan-grads"): "B6: NaN grads streamed without an error",
     ("stream_batches", "tar-label-out-of-range"): "B6: label 9 of 3 classes streamed without an error",
+    ("pagstore inspect", "zarr-flipped-bytes"): "B1: crc32c mismatch escapes inspect as a raw ValueError",
+    ("pagstore export", "zarr-flipped-bytes"): "B1: export exits 2 with zarr's checksum message, no file/shard",
+    ("pagstore inspect", "zarr-missing-shard-file"): "B2: inspect shows statistics of the zeros read for the "
+                                                     "missing shard",
+    ("pagstore export", "zarr-missing-shard-file"): "B2: export writes zeros for the missing shard into a "
+                                                    "checksummed export",
+    ("pagstore inspect", "zarr-nan-grads"): "B3: inspect prints nan statistics, exit 0",
+    ("pagstore export", "zarr-nan-grads"): "B3: export copies NaN gradients into the export",
+    ("pagstore export", "zarr-label-out-of-range"): "B3: export copies label 7 of 3 classes into the export",
     ("verify", "tar-wrong-shape"): "B7: verify checks tar sha256 only, never decodes the samples",
     ("verify", "tar-wrong-dtype"): "B7: verify never decodes the exported samples",
     ("verify", "tar-nan-grads"): "B7: verify never decodes the exported samples",
@@ -213,6 +222,24 @@ def test_reader_refuses_corrupt_store(pristine: Path, tmp_path: Path, reader: st
     assert isinstance(info.value, PROJECT_ERRORS), \
         f"raw {type(info.value).__module__}.{type(info.value).__name__}: {info.value}"
     assert FAULTS[fault][2] in str(info.value), str(info.value)
+
+
+CLI_READS_LAYER = {"pagstore inspect": ("zarr", "spec"), "pagstore export": ("zarr", "spec", "done")}
+CLI_SKIPS = {("pagstore inspect", "zarr-label-out-of-range")}  # inspect summarises grads only, never labels
+CLI_CASES = [_case(c, f) for c in CLI_READS_LAYER for f, (_, layer, _) in FAULTS.items()
+             if layer in CLI_READS_LAYER[c] and (c, f) not in CLI_SKIPS]
+
+
+@pytest.mark.parametrize("reader, fault", CLI_CASES)
+def test_cli_refuses_corrupt_store(pristine: Path, tmp_path: Path, reader: str, fault: str) -> None:
+    """``pagstore inspect`` / ``pagstore export`` read every row: they must exit non-zero with a message
+    naming the fault (export must never copy corrupt rows into a fresh, checksummed webdataset export)."""
+    store = _broken(pristine, tmp_path, fault)
+    result = CliRunner().invoke(app, [reader.split()[1], str(store)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"raw {type(result.exception).__name__}: {result.exception}"
+    assert result.exit_code != 0, f"{reader} succeeded on a store with {fault}"
+    assert FAULTS[fault][2] in result.output, result.output
 
 
 @pytest.mark.parametrize("reader, fault", [_case("verify", f) for f in FAULTS])

@@ -70,16 +70,19 @@ def _spec_without_time(attrs: dict) -> dict:
     return {k: v for k, v in attrs.items() if k != "created_at"}
 
 
-@pytest.mark.parametrize("after_shards, delay", _points(DISTILL_POINTS))
+@pytest.mark.parametrize("after_shards, delay", [*_points(DISTILL_POINTS),
+                                                pytest.param(0, 0.0, id="during-export")])
 def test_distill_killed_resumes_to_same_bytes(distill_reference: Path, tmp_path: Path, after_shards: int,
                                               delay: float) -> None:
+    """``after_shards`` 0 = as soon as the webdataset export starts (all shards done, tars being written)."""
     from pagstore.shards import check_export
     from pagstore.store import open_store
     from stages.distill import main
 
     root, out = distill_reference, tmp_path / "store"
-    killed = kill_when(_distill_args(root, out), tmp_path,
-                       lambda: len(list((out / "done" / "c").glob("*"))) >= after_shards, delay)
+    ready = ((lambda: (out / "shards").exists()) if after_shards == 0
+             else (lambda: len(list((out / "done" / "c").glob("*"))) >= after_shards))
+    killed = kill_when(_distill_args(root, out), tmp_path, ready, delay)
     assert killed, "the distillation finished before the kill point"
     ref = open_store(root / "ref")
     part = open_store(out, "r")
@@ -212,9 +215,6 @@ def test_classifier_killed_resumes_to_same_weights(classifier_reference: Path, t
     assert final["test_acc"] == json.loads((root / "ref" / "metrics.json").read_text())["test_acc"]
 
 
-@pytest.mark.xfail(strict=True, reason="B9: a temp checkpoint left by a kill inside atomic_path "
-                   "(.checkpoint.pt.*.tmp.pt) stays in models/classifiers/<method>/, a DVC directory output, "
-                   "after the rerun finishes")
 def test_classifier_rerun_leaves_no_stale_temp_file(classifier_reference: Path, tmp_path: Path) -> None:
     """What SIGKILL during ``torch.save`` leaves (atomic_path's mkstemp file, never moved into place);
     the rerun must not ship it inside the output directory."""
