@@ -171,7 +171,8 @@ def run_local(
     torch.set_num_threads(1)
     try:
         tasks = [dask.delayed(run_shard, pure=False)(store_path, source, w, batch_size, grad_dtype) for w in todo]
-        with ProgressBar(minimum=1.0):
+        # Redraw once a second, not dask's default ten: DVC logs keep every redraw when not on a terminal.
+        with ProgressBar(minimum=1.0, dt=1.0):
             # The threaded get itself, not "threads": naming a scheduler makes dask import distributed.
             dask.compute(*tasks, scheduler=dask.threaded.get, num_workers=threads)
     finally:
