@@ -96,10 +96,17 @@ def _du(fs: Any, path: str) -> int:
 
 
 def _grad_norms(store: Any, done: np.ndarray) -> list[dict[str, Any]]:
+    """Per-class gradient norm statistics over the written shards. Read through ``store.read`` so a lost or
+    corrupt shard file, NaN/inf or a bad label stops inspect (exit 1) instead of skewing the statistics."""
+    from pagstore.store import StoreDataError
+
     c = store.num_classes
     norms: list[list[np.ndarray]] = [[] for _ in range(c)]
     for k in np.flatnonzero(done):
-        g = store.arrays["grads"][store.shard_slice(int(k))].astype(np.float32)
+        try:
+            g = store.read(store.shard_slice(int(k)))[2].astype(np.float32)
+        except StoreDataError as exc:
+            _fail(str(exc), code=1)
         n = np.sqrt((g.reshape(g.shape[0], c, -1) ** 2).sum(-1))  # (n, C)
         for j in range(c):
             norms[j].append(n[:, j])
@@ -121,8 +128,9 @@ def verify(path: StorePath, as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     elif report.ok:
+        export = ", export checksums match and its samples equal the zarr rows" if report.export_checked else ""
         out.print(f"[green]OK[/green] {report.path}: {report.num_samples} samples, {report.shards_checked} shards"
-                  f"{', export checksums match' if report.export_checked else ''}", highlight=False)
+                  f"{export}", highlight=False)
     else:
         # Plain lines, not a table: shard file names must never be folded.
         out.print(f"[red]FAILED[/red] {report.path}: {len(report.problems)} problem(s)", highlight=False)
@@ -142,10 +150,12 @@ def export(path: StorePath,
     """Write the webdataset export (STORE/shards/grads-%06d.tar + index.json) of a complete store."""
     from pagstore.shards import export_webdataset
     from pagstore.spec import SpecError
-    from pagstore.store import StoreError
+    from pagstore.store import StoreDataError, StoreError
 
     try:
         index = export_webdataset(path, samples_per_tar=samples_per_tar)
+    except StoreDataError as exc:  # damaged data: like `verify`, exit 1 (2 = unusable arguments/store)
+        _fail(str(exc), code=1)
     except (StoreError, SpecError, ValueError) as exc:
         _fail(str(exc))
     out.print(f"exported {index['num_samples']} samples to {len(index['shards'])} tar(s) in {path}/shards")
@@ -166,7 +176,12 @@ def show(path: StorePath,
     bad = [r for r in rows if not 0 <= r < store.num_samples]
     if bad:
         _fail(f"--index {bad[0]} is outside [0, {store.num_samples})")
-    images, labels, grads = store.read(np.asarray(rows))
+    from pagstore.store import StoreDataError
+
+    try:
+        images, labels, grads = store.read(np.asarray(rows))
+    except StoreDataError as exc:
+        _fail(str(exc), code=1)
     fig = _grid_figure(images, labels, grads, store.spec.dataset.class_names)
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

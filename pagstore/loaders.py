@@ -6,6 +6,7 @@ are), labels int64, grads float32 (C, *S). For the same sample order both give i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pagstore.shards import decode_sample, open_tar_streams, read_index, shard_urls, tar_samples
-from pagstore.store import GradientStore, StoreError, location_str, open_store
+from pagstore.shards import (KEY_PATTERN, ExportError, decode_sample, open_tar_streams, read_index, shard_entries,
+                             tar_samples)
+from pagstore.spec import StoreSpec
+from pagstore.store import GradientStore, StoreError, location_str, nonfinite_rows, open_store
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -129,11 +132,14 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rank, world_size = _dist_info(rank, world_size)
-    urls = shard_urls(store_path, read_index(store_path))
-    if epoch_length is None and world_size > len(urls):
-        raise ValueError(f"{location_str(store_path)}: {len(urls)} tar(s) cannot feed {world_size} ranks (some would "
-                         "get no data and DDP would hang); pass epoch_length, or export with fewer samples_per_tar")
-    source = _ShardStream(urls, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+    index = read_index(store_path)
+    entries = shard_entries(store_path, index)
+    if epoch_length is None and world_size > len(entries):
+        raise ValueError(f"{location_str(store_path)}: {len(entries)} tar(s) cannot feed {world_size} ranks (some "
+                         "would get no data and DDP would hang); pass epoch_length, or export with fewer "
+                         "samples_per_tar")
+    spec = StoreSpec.from_attrs(index.get("spec", {}), where=f"{location_str(store_path)}/shards/index.json")
+    source = _ShardStream(entries, spec, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
                           world_size=world_size, resampled=epoch_length is not None,
                           shuffle_buffer=shuffle_buffer, with_index=with_index)
     it: Iterable[Any] = source
@@ -160,12 +166,20 @@ def _seed(*parts: int) -> int:
 
 
 class _ShardStream(torch.utils.data.IterableDataset):
-    """The webdataset pipeline for one (rank, worker): shard list -> tar samples -> shuffle -> batches."""
+    """The webdataset pipeline for one (rank, worker): shard list -> tar samples -> shuffle -> batches.
 
-    def __init__(self, urls: list[str], batch_size: int, *, shuffle: bool, seed: int, epoch: int, rank: int,
-                 world_size: int, resampled: bool, shuffle_buffer: int, with_index: bool) -> None:
+    Every tar is checked against its index.json entry (sha256, sample count) and every sample against the
+    export's spec (shape, dtype, label range, finiteness): corrupt exports raise ExportError naming the tar
+    (and the sample), never a library error or fewer/wrong samples.
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], spec: StoreSpec, batch_size: int, *, shuffle: bool,
+                 seed: int, epoch: int, rank: int, world_size: int, resampled: bool, shuffle_buffer: int,
+                 with_index: bool) -> None:
         super().__init__()
-        self.urls, self.batch_size, self.shuffle, self.seed, self.epoch = urls, batch_size, shuffle, seed, epoch
+        self.entries, self.spec = entries, spec
+        self.urls, self.batch_size, self.shuffle, self.seed, self.epoch = [e["url"] for e in entries], batch_size, \
+            shuffle, seed, epoch
         self.rank, self.world_size, self.resampled = rank, world_size, resampled
         self.shuffle_buffer, self.with_index = shuffle_buffer, with_index
 
@@ -173,18 +187,19 @@ class _ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         return (0, 1) if info is None else (info.id, info.num_workers)
 
-    def _shards(self, _: Any = None) -> Iterator[dict[str, str]]:
-        """Explicit node + worker split (no reliance on webdataset's environment guessing)."""
+    def _shards(self, _: Any = None) -> Iterator[dict[str, Any]]:
+        """Explicit node + worker split (no reliance on webdataset's environment guessing). Yields the
+        index.json entries {"url", "sha256", "count", ...} that ``tar_samples`` checks each tar against."""
         wid, nw = self._worker()
         if self.resampled:
             rng = random.Random(_seed(self.seed, self.epoch, self.rank, wid, 1))
             while True:
-                yield {"url": rng.choice(self.urls)}
-        order = list(self.urls)
+                yield dict(rng.choice(self.entries))
+        order = list(self.entries)
         if self.shuffle:
             random.Random(_seed(self.seed, self.epoch)).shuffle(order)  # same permutation on every rank
-        for url in order[self.rank:: self.world_size][wid::nw]:
-            yield {"url": url}
+        for entry in order[self.rank:: self.world_size][wid::nw]:
+            yield dict(entry)
 
     def __iter__(self) -> Iterator[Any]:
         wid, _ = self._worker()
@@ -192,15 +207,29 @@ class _ShardStream(torch.utils.data.IterableDataset):
         if self.shuffle:
             rng = random.Random(_seed(self.seed, self.epoch, self.rank, wid, 2))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
-        stages += [wds.map(decode_sample), _batcher(self.batch_size, self.with_index)]
+        # Shape/dtype/label per sample (cheap scalar checks); finiteness once per stacked batch in _batcher.
+        stages += [wds.map(functools.partial(_decode_with_url, spec=self.spec)),
+                   _batcher(self.batch_size, self.with_index)]
         return iter(wds.DataPipeline(*stages))
 
 
+def _decode_with_url(sample: dict[str, Any], spec: StoreSpec) -> tuple[np.ndarray, int, np.ndarray, int, str]:
+    return (*decode_sample(sample, spec, finite=False), sample.get("__url__", "?"))
+
+
 def _batcher(batch_size: int, with_index: bool) -> Any:
-    def stage(samples: Iterator[tuple[np.ndarray, int, np.ndarray, int]]) -> Iterator[Any]:
+    def stage(samples: Iterator[tuple[np.ndarray, int, np.ndarray, int, str]]) -> Iterator[Any]:
         while chunk := list(itertools.islice(samples, batch_size)):
-            images, labels, grads, rows = zip(*chunk)
-            out = (to_model_space(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
-                   torch.from_numpy(np.stack(grads)).float())
+            images, labels, grads, rows, urls = zip(*chunk)
+            image_batch, grad_batch = np.stack(images), np.stack(grads)
+            bad = nonfinite_rows(grad_batch)
+            if image_batch.dtype.kind == "f":
+                bad |= nonfinite_rows(image_batch)
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise ExportError(f"{urls[j]}: sample {KEY_PATTERN % rows[j]}: grads or image contain NaN or inf; "
+                                  "run `pagstore verify`")
+            out = (to_model_space(image_batch), torch.tensor(labels, dtype=torch.int64),
+                   torch.from_numpy(grad_batch).float())
             yield (*out, torch.tensor(rows, dtype=torch.int64)) if with_index else out
     return stage

@@ -17,6 +17,7 @@ import json
 import math
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import fsspec
 import numpy as np
 
 from pagstore.spec import FORMAT_VERSION, StoreSpec
-from pagstore.store import StoreError, location_str, open_store
+from pagstore.store import StoreError, location_str, nonfinite_rows, open_store
 
 SHARDS_DIR = "shards"
 INDEX_NAME = "index.json"
@@ -141,6 +142,14 @@ def read_index(store_path: str | Path) -> dict[str, Any]:
     return index
 
 
+def shard_entries(store_path: str | Path, index: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One {"url", "sha256", "count", "first_index"} per tar, in store order (what the readers check)."""
+    index = index if index is not None else read_index(store_path)
+    return [{"url": url, "sha256": s.get("sha256"), "count": int(s["count"]),
+             "first_index": int(s.get("first_index", 0))}
+            for s, url in zip(index["shards"], shard_urls(store_path, index))]
+
+
 def shard_urls(store_path: str | Path, index: dict[str, Any] | None = None) -> list[str]:
     """Full paths/URLs of the tars, in store order."""
     index = index if index is not None else read_index(store_path)
@@ -177,17 +186,43 @@ def _sha256(f: Any) -> str:
     return h.hexdigest()
 
 
-def decode_sample(sample: dict[str, Any]) -> tuple[np.ndarray, int, np.ndarray, int]:
-    """One raw webdataset sample -> (image as stored, label, grads (C, *S) as stored, store row)."""
+def decode_sample(sample: dict[str, Any], spec: StoreSpec | None = None, *,
+                  finite: bool = True) -> tuple[np.ndarray, int, np.ndarray, int]:
+    """One raw webdataset sample -> (image as stored (*S), label, grads (C, *S) as stored, store row).
+
+    With ``spec``, the sample must match it: image/grads shape and dtype, 0 <= label < C and (with
+    ``finite``) no NaN/inf in grads or float images; else ExportError naming the tar and the sample key.
+    ``stream_batches`` passes ``finite=False`` and checks finiteness once per stacked batch instead.
+    """
+    url, key = sample.get("__url__", "?"), sample.get("__key__", "?")
     try:
         image = load_npy(sample["image.npy"])
         grads = load_npy(sample["grads.npy"])
         label = int(bytes(sample["cls"]))
         row = int(sample["__key__"][1:])
-    except (KeyError, ValueError) as exc:
-        raise ExportError(f"{sample.get('__url__', '?')}: sample {sample.get('__key__', '?')} is malformed "
-                          f"({exc})") from None
+    except (KeyError, ValueError, TypeError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ExportError(f"{url}: sample {key} is malformed ({type(exc).__name__}: {exc}); run "
+                          "`pagstore verify`") from None
+    if spec is not None:
+        problem = _sample_problem(spec, image, label, grads, finite)
+        if problem:
+            raise ExportError(f"{url}: sample {key}: {problem}; run `pagstore verify`")
     return image, label, grads, row
+
+
+def _sample_problem(spec: StoreSpec, image: np.ndarray, label: int, grads: np.ndarray, finite: bool) -> str:
+    """What is wrong with one decoded sample given the export's spec ("" if nothing)."""
+    for name, arr, shape, dtype in (("image", image, spec.sample_shape, spec.image_dtype),
+                                    ("grads", grads, spec.grad_shape, spec.grad_dtype)):
+        if arr.shape != tuple(shape) or arr.dtype != np.dtype(dtype):
+            return f"{name} is {arr.dtype} {arr.shape}, the spec says {dtype} {tuple(shape)}"
+    if not 0 <= label < spec.num_classes:
+        return f"label {label} is outside [0, {spec.num_classes})"
+    if finite and nonfinite_rows(grads[None])[0]:
+        return "grads contain NaN or inf"
+    if finite and image.dtype.kind == "f" and nonfinite_rows(image[None])[0]:
+        return "image contains NaN or inf"
+    return ""
 
 
 _NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
@@ -213,41 +248,84 @@ def load_npy(payload: bytes | memoryview) -> np.ndarray:
 
 
 def open_tar_streams(data: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Pipeline stage: {"url"} -> {"url", "stream"} opened with fsspec (local paths, s3://, memory://...)."""
+    """Pipeline stage: {"url", ...} -> {"url", ..., "stream"} opened with fsspec (local paths, s3://,
+    memory://...). A missing or unreadable tar -> ExportError naming it."""
     for source in data:
-        with fsspec.open(source["url"], "rb") as stream:
+        try:
+            stream = fsspec.open(source["url"], "rb").open()
+        except OSError as exc:
+            raise ExportError(f"{source['url']}: tar missing or unreadable ({type(exc).__name__}: {exc}); run "
+                              "`pagstore verify`") from None
+        with stream:
             yield {**source, "stream": stream}
 
 
 def tar_samples(data: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Pipeline stage: {"url", "stream"} -> webdataset samples {"__key__", "__url__", ext: payload}.
+    """Pipeline stage: {"url", "stream"[, "sha256", "count"]} -> webdataset samples {"__key__", "__url__",
+    ext: payload}.
 
     Reads each tar whole (tens of MiB) and walks its 512-byte ustar headers directly, handing out
     zero-copy views: several times faster than ``tarfile`` streaming. Members are grouped into samples by
     the key before the first dot, as webdataset does; tars with pax/GNU extensions go through ``tarfile``.
+    Given the index entry's ``sha256`` and ``count``, a tar that does not match them (truncated, flipped
+    bytes) -> ExportError naming it, raised after its last sample and before any later tar is read: the
+    sha256 runs in a thread (hashlib releases the GIL) while the samples are decoded, since hashing first
+    would cost about a third of the stream's throughput. Damage that breaks decoding fails earlier, also
+    as an ExportError naming the tar.
     """
-    for source in data:
-        blob = source["stream"].read()
-        try:
-            members = _ustar_members(blob)
-        except ExportError as exc:
-            raise ExportError(f"{source['url']}: {exc} (run `pagstore verify`)") from None
-        if members is None:
-            with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-                members = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
-        sample: dict[str, Any] = {}
-        for name, payload in members:
-            folder, slash, base = name.rpartition("/")
-            key, _, ext = base.partition(".")
-            key = folder + slash + key
-            if sample and sample["__key__"] != key:
+    with ThreadPoolExecutor(1, thread_name_prefix="tar-sha256") as pool:
+        for source in data:
+            url = source["url"]
+            try:
+                blob = source["stream"].read()
+            except OSError as exc:
+                raise ExportError(f"{url}: cannot read the tar ({type(exc).__name__}: {exc}); run "
+                                  "`pagstore verify`") from None
+            want = source.get("sha256")
+            digest = pool.submit(_sha256_hex, blob) if want is not None else None
+            try:
+                members = _ustar_members(blob)
+                if members is None:
+                    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+                        members = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
+            except (ExportError, tarfile.TarError, UnicodeDecodeError) as exc:
+                _check_digest(url, want, digest)  # a checksum mismatch explains it best
+                raise ExportError(f"{url}: {exc} (run `pagstore verify`)") from None
+            count = 0
+            for sample in _group_samples(url, members):
+                count += 1
                 yield sample
-                sample = {}
-            if not sample:
-                sample = {"__key__": key, "__url__": source["url"]}
-            sample[ext] = payload
-        if sample:
+            _check_digest(url, want, digest)
+            if source.get("count") is not None and count != int(source["count"]):
+                raise ExportError(f"{url}: holds {count} samples, index.json says {source['count']}; run "
+                                  "`pagstore verify`")
+
+
+def _sha256_hex(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _check_digest(url: str, want: str | None, digest: Future[str] | None) -> None:
+    if digest is not None and (got := digest.result()) != want:
+        raise ExportError(f"{url}: sha256 {got[:12]}.. does not match index.json {str(want)[:12]}.. (tar damaged "
+                          "or replaced); run `pagstore verify`")
+
+
+def _group_samples(url: str, members: list[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Consecutive members sharing the key before the first dot -> one sample dict."""
+    sample: dict[str, Any] = {}
+    for name, payload in members:
+        folder, slash, base = name.rpartition("/")
+        key, _, ext = base.partition(".")
+        key = folder + slash + key
+        if sample and sample["__key__"] != key:
             yield sample
+            sample = {}
+        if not sample:
+            sample = {"__key__": key, "__url__": url}
+        sample[ext] = payload
+    if sample:
+        yield sample
 
 
 def _ustar_members(blob: bytes) -> list[tuple[str, memoryview]] | None:

@@ -1,8 +1,9 @@
 """Integrity check of a gradient store (and of its webdataset export, if present).
 
 :func:`verify_store` never lets a library traceback escape for bad data: spec refusals, missing arrays,
-undecodable zarr shards, NaN/inf, out-of-range labels, incomplete shards and tar checksum mismatches all
-become :class:`Problem` entries naming the array, the shard file and the sample range or sample index.
+undecodable or missing zarr shard files, NaN/inf, out-of-range labels, incomplete shards, tar checksum
+mismatches and exported samples that break the spec or differ from their zarr rows all become
+:class:`Problem` entries naming the array, the shard file or tar and the sample range or sample index.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pagstore.spec import SpecError
 class Problem:
     """One finding. ``samples`` = [first, last] row range, ``sample`` = one offending row."""
 
-    kind: str  # open | spec | incomplete | decode | nonfinite | label | index | export
+    kind: str  # open | spec | incomplete | missing | decode | nonfinite | label | index | export
     message: str
     array: str | None = None
     shard: int | None = None
@@ -51,7 +52,8 @@ class VerifyReport:
 
 
 def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport:
-    """Check spec, arrays, completeness and every shard's data; also the export's checksums if present."""
+    """Check spec, arrays, completeness and every shard's files and data; if an export is present, its tar
+    checksums and every exported sample (spec checks, equal to its zarr row)."""
     from pagstore.shards import INDEX_NAME, check_export as _check_export, shards_location
     from pagstore.store import StoreError, location_str, open_store
 
@@ -86,10 +88,15 @@ def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport
         present = (Path(shards) / INDEX_NAME).exists() if not is_url(loc) else _url_exists(f"{shards}/{INDEX_NAME}")
         if present:
             report.export_checked = True
+            bad_tars = set()
             for p in _check_export(loc):
                 report.problems.append(Problem(kind="export", message=p["message"], file=p.get("file"),
                                                samples=p.get("samples")))
-            report.problems.extend(_stale_export(loc, store))
+                bad_tars.add(p.get("file"))
+            stale = _stale_export(loc, store)
+            report.problems.extend(stale)
+            if None not in bad_tars and not stale:
+                report.problems.extend(_check_export_samples(loc, store, bad_tars))
     return report
 
 
@@ -112,6 +119,70 @@ def _stale_export(loc: str, store: Any) -> list[Problem]:
     return []
 
 
+def _check_export_samples(loc: str, store: Any, skip: set[str]) -> list[Problem]:
+    """Decode every tar whose checksum matched: each sample must pass the spec checks the stream applies
+    (shape, dtype, label, finiteness), the tar must hold exactly its rows in order, and each sample must
+    equal the zarr row it names (a sha256 only proves the tar is what the exporter wrote)."""
+    import fsspec
+
+    from pagstore.shards import KEY_PATTERN, ExportError, decode_sample, shard_entries, tar_samples
+
+    out: list[Problem] = []
+    for entry in shard_entries(loc):
+        url = entry["url"]
+        if url in skip:
+            continue  # missing or checksum mismatch: already reported
+        first, count = entry["first_index"], entry["count"]
+        samples = [first, first + count - 1]
+        try:
+            with fsspec.open(url, "rb") as f:
+                decoded = [decode_sample(s, store.spec) for s in tar_samples([{"url": url, "stream": f,
+                                                                              "count": count}])]
+        except ExportError as exc:
+            out.append(Problem("export", str(exc), file=url, samples=samples, sample=_key_row(str(exc))))
+            continue
+        except Exception as exc:  # verify reports, never crashes, whatever the bytes are
+            out.append(Problem("export", f"{url}: cannot decode the tar: {type(exc).__name__}: {exc}", file=url,
+                               samples=samples))
+            continue
+        rows = [d[3] for d in decoded]
+        if rows != list(range(first, first + count)):
+            wrong = next(i for i, r in enumerate(rows) if r != first + i)
+            out.append(Problem("export", f"{url}: sample {KEY_PATTERN % rows[wrong]} is at position {wrong}, "
+                               f"where index.json puts row {first + wrong}", file=url, samples=samples))
+            continue
+        out.extend(_compare_rows(store, url, decoded, samples))
+    return out
+
+
+def _compare_rows(store: Any, url: str, decoded: list[tuple], samples: list[int]) -> list[Problem]:
+    """Samples of one tar vs the zarr rows they name (zarr read problems are reported by the shard checks)."""
+    from pagstore.shards import KEY_PATTERN
+    from pagstore.store import StoreError
+
+    rows = np.asarray([d[3] for d in decoded], dtype=np.int64)
+    try:
+        images, labels, grads = store.read(rows)
+    except StoreError:
+        return []
+    for j, (image, label, g, row) in enumerate(decoded):
+        what = [name for name, same in (("image", np.array_equal(image, images[j])), ("label", label == labels[j]),
+                                        ("grads", np.array_equal(g, grads[j]))) if not same]
+        if what:
+            return [Problem("export", f"{url}: sample {KEY_PATTERN % row}: {', '.join(what)} differ from zarr row "
+                            f"{row}; run `pagstore export {store.location}` again", file=url, samples=samples,
+                            sample=int(row))]
+    return []
+
+
+def _key_row(message: str) -> int | None:
+    """The store row of the sample key an ExportError names (``sample s00000010``), if any."""
+    import re
+
+    m = re.search(r"sample s(\d+)", message)
+    return int(m.group(1)) if m else None
+
+
 def _url_exists(url: str) -> bool:
     import fsspec
 
@@ -120,6 +191,10 @@ def _url_exists(url: str) -> bool:
 
 
 def _check_shard(store: Any, k: int) -> list[Problem]:
+    import zarr
+
+    from pagstore.store import shard_file_key
+
     sl = store.shard_slice(k)
     rows = [sl.start, sl.stop - 1]
     out: list[Problem] = []
@@ -127,7 +202,13 @@ def _check_shard(store: Any, k: int) -> list[Problem]:
     for name, arr in store.arrays.items():
         if name == "done":
             continue
-        chunk_key = "/".join([name, "c", str(k)] + ["0"] * (arr.ndim - 1))
+        chunk_key = shard_file_key(name, arr.ndim, k)
+        # A lost file would read as the fill value (zeros): check it exists before decoding.
+        if not zarr.core.sync.sync(store._group.store.exists(chunk_key)):
+            out.append(Problem("missing", f"{store.location}/{chunk_key}: shard {k} of {name!r} (samples "
+                               f"{rows[0]}..{rows[1]}) is marked done but its file is missing",
+                               array=name, shard=k, file=f"{store.location}/{chunk_key}", samples=rows))
+            continue
         try:
             data[name] = arr[sl]
         except Exception as exc:  # zarr/blosc raise assorted types for corrupt bytes

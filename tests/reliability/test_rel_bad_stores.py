@@ -161,41 +161,8 @@ READS_LAYER = {"open_store.read": ("zarr", "spec"), "ZarrGradientDataset": ("zar
 
 # Known gaps (strict xfail: a fix makes the test pass and the marker must go). Proposed fixes in
 # docs/reliability.md, "Open bugs".
-BUGS = {
-    ("open_store.read", "zarr-flipped-bytes"): "B1: crc32c mismatch escapes as zarr's bare ValueError "
-                                               "without file/shard",
-    ("ZarrGradientDataset", "zarr-flipped-bytes"): "B1: crc32c mismatch escapes as zarr's bare ValueError",
-    ("open_store.read", "zarr-missing-shard-file"): "B2: a done shard whose file is gone reads as fill "
-                                                    "values (zeros), silently",
-    ("ZarrGradientDataset", "zarr-missing-shard-file"): "B2: missing shard file reads as zeros, silently",
-    ("verify", "zarr-missing-shard-file"): "B2: verify_store reports a store with a deleted shard file as OK",
-    ("open_store.read", "zarr-nan-grads"): "B3: readers return NaN gradients without an error",
-    ("ZarrGradientDataset", "zarr-nan-grads"): "B3: readers return NaN gradients without an error",
-    ("open_store.read", "zarr-label-out-of-range"): "B3: readers return out-of-range labels without an error",
-    ("ZarrGradientDataset", "zarr-label-out-of-range"): "B3: readers return out-of-range labels",
-    ("stream_batches", "tar-truncated"): "B4: a truncated tar silently yields fewer samples",
-    ("stream_batches", "tar-flipped-bytes"): "B4: stream does not check the tar's sha256: flipped bytes decode "
-                                             "silently or die in a bare UnicodeDecodeError",
-    ("stream_batches", "tar-missing"): "B5: a missing tar escapes as a bare FileNotFoundError",
-    ("stream_batches", "tar-wrong-shape"): "B6: np.stack's bare ValueError, no tar/sample named",
-    ("stream_batches", "tar-wrong-dtype"): "B6: float64 grads accepted silently (spec says float32)",
-    ("stream_batches", "tar-nan-grads"): "B6: NaN grads streamed without an error",
-    ("stream_batches", "tar-label-out-of-range"): "B6: label 9 of 3 classes streamed without an error",
-    ("pagstore inspect", "zarr-flipped-bytes"): "B1: crc32c mismatch escapes inspect as a raw ValueError",
-    ("pagstore export", "zarr-flipped-bytes"): "B1: export exits 2 with zarr's checksum message, no file/shard",
-    ("pagstore inspect", "zarr-missing-shard-file"): "B2: inspect shows statistics of the zeros read for the "
-                                                     "missing shard",
-    ("pagstore export", "zarr-missing-shard-file"): "B2: export writes zeros for the missing shard into a "
-                                                    "checksummed export",
-    ("pagstore inspect", "zarr-nan-grads"): "B3: inspect prints nan statistics, exit 0",
-    ("pagstore export", "zarr-nan-grads"): "B3: export copies NaN gradients into the export",
-    ("pagstore export", "zarr-label-out-of-range"): "B3: export copies label 7 of 3 classes into the export",
-    ("verify", "tar-wrong-shape"): "B7: verify checks tar sha256 only, never decodes the samples",
-    ("verify", "tar-wrong-dtype"): "B7: verify never decodes the exported samples",
-    ("verify", "tar-nan-grads"): "B7: verify never decodes the exported samples",
-    ("verify", "tar-label-out-of-range"): "B7: verify never decodes the exported samples",
-    ("verify", "tar-missing-member"): "B7: verify never decodes the exported samples",
-}
+# B1-B7 (zarr read paths, stream checks, verify decoding the export) are fixed; none open here now.
+BUGS: dict[tuple[str, str], str] = {}
 
 
 def _case(reader: str, fault: str) -> list:
