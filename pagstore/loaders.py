@@ -178,8 +178,7 @@ class _ShardStream(torch.utils.data.IterableDataset):
                  with_index: bool) -> None:
         super().__init__()
         self.entries, self.spec = entries, spec
-        self.urls, self.batch_size, self.shuffle, self.seed, self.epoch = [e["url"] for e in entries], batch_size, \
-            shuffle, seed, epoch
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size, self.resampled = rank, world_size, resampled
         self.shuffle_buffer, self.with_index = shuffle_buffer, with_index
 
