@@ -13,17 +13,14 @@ import torch
 from torch import nn
 
 import pagstore
-from pagstore.atomic import atomic_path
+from pagstore.checkpoint_io import CheckpointError, load_payload, save_payload
+from pagstore.checkpoint_io import plain as _plain
 from pagstore.improved_diffusion.respace import SpacedDiffusion
 from pagstore.improved_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults
 from pagstore.improved_diffusion.unet import UNetModel
 
 FORMAT = "pagstore.improved_diffusion.checkpoint/1"
 _WEIGHT_KEYS = ("model", "ema", "optimizer")
-
-
-class CheckpointError(ValueError):
-    """A diffusion checkpoint is missing, unreadable or not of this format."""
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, ema_state: dict[str, torch.Tensor],
@@ -58,23 +55,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, ema_state: dict[str, tor
         "num_classes": config.get("num_classes"),
         **{k: _plain(v) for k, v in extra.items()},
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    save_payload(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dictionary (weights included), loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: diffusion checkpoint not found (run `dvc repro train_diffusion`)")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise CheckpointError(f"{path}: expected format {FORMAT!r}, found {found!r}")
-    return raw
+    return load_payload(path, FORMAT, "diffusion", hint="run `dvc repro train_diffusion`")
 
 
 def load_checkpoint(path: str | Path, ema: bool = True) -> tuple[UNetModel, SpacedDiffusion, dict[str, Any]]:
@@ -91,12 +77,3 @@ def load_checkpoint(path: str | Path, ema: bool = True) -> tuple[UNetModel, Spac
         raise CheckpointError(f"{path}: weights do not fit the recorded config: {exc}") from None
     meta = {k: v for k, v in raw.items() if k not in _WEIGHT_KEYS}
     return model.eval(), diffusion, meta
-
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists recursively, so metadata round-trips identically through torch.save and JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -16,25 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from pagstore.atomic import atomic_path
+from pagstore.checkpoint_io import CheckpointError, load_payload, save_payload
+from pagstore.checkpoint_io import plain as _plain
 from pagstore.models import build_model
 
 FORMAT = "pagstore-classifier/1"
-
-
-class CheckpointError(ValueError):
-    """A classifier checkpoint is missing, unreadable or not in the expected format."""
-
-
-def _plain(obj: Any) -> Any:
-    """Convert containers the weights-only unpickler rejects (Counter, tuples inside meta) to plain ones."""
-    if isinstance(obj, Counter):
-        return {int(k): int(v) for k, v in obj.items()}
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def save_checkpoint(
@@ -57,23 +43,12 @@ def save_checkpoint(
         "scheduler": _plain(scheduler.state_dict()) if scheduler is not None else None,
         "meta": _plain(meta),
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    save_payload(path, payload)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint dict (weights only, never arbitrary pickles); check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: classifier checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt / unsafe files
-        raise CheckpointError(f"{path}: not a readable classifier checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: expected format {FORMAT!r}, found {found!r}")
-    return ckpt
+    return load_payload(path, FORMAT, "classifier")
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
