@@ -4,10 +4,14 @@ params files, and a helper that SIGKILLs a stage subprocess at a chosen point of
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +152,26 @@ def kill_when(args: list[str], cwd: Path, ready: Callable[[], bool], delay: floa
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         proc.stderr.close()
+
+
+def rewrite_tar_member(store: Path, t: int, member: str, payload: bytes | None,
+                       new_name: str | None = None) -> Path:
+    """Replace (payload None: drop; new_name: also rename) one member of tar ``t`` and record the new sha256
+    in index.json, as a buggy or hostile exporter would: the checksum alone then cannot catch it."""
+    path = store / "shards" / f"grads-{t:06d}.tar"
+    with tarfile.open(path) as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for m, data in members:
+            if m.name == member:
+                if payload is None:
+                    continue
+                data, m.name = payload, new_name or m.name
+            m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    index = json.loads((store / "shards" / "index.json").read_text())
+    index["shards"][t]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (store / "shards" / "index.json").write_text(json.dumps(index))
+    return path

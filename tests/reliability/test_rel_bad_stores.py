@@ -9,17 +9,15 @@ faults by all of them; ``verify`` must catch every one. Known gaps are strict xf
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rel_fixtures import build_store, tiny_split
+from rel_fixtures import build_store, rewrite_tar_member, tiny_split
 from typer.testing import CliRunner
 
 from pagstore.cli import app
@@ -66,27 +64,6 @@ def _zarr_rows(store: Path, name: str, k: int, edit: Callable[[np.ndarray], None
     arr[8 * k:8 * (k + 1)] = rows
 
 
-def _retar(store: Path, t: int, member: str, payload: bytes | None) -> None:
-    """Replace (or drop, payload None) one member of tar ``t`` and record the new sha256 in index.json,
-    as a buggy or hostile exporter would: the checksum alone then cannot catch it."""
-    path = store / "shards" / f"grads-{t:06d}.tar"
-    with tarfile.open(path) as tf:
-        members = [(m, tf.extractfile(m).read()) for m in tf]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for m, data in members:
-            if m.name == member:
-                if payload is None:
-                    continue
-                data = payload
-            m.size = len(data)
-            tf.addfile(m, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-    index = json.loads((store / "shards" / "index.json").read_text())
-    index["shards"][t]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
-    (store / "shards" / "index.json").write_text(json.dumps(index))
-
-
 def _npy(arr: np.ndarray) -> bytes:
     b = io.BytesIO()
     np.save(b, arr, allow_pickle=False)
@@ -116,14 +93,14 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "tar-truncated": (lambda s: _truncate(s / "shards/grads-000001.tar"), "tar", "grads-000001.tar"),
     "tar-flipped-bytes": (lambda s: _flip_bytes(s / "shards/grads-000001.tar"), "tar", "grads-000001.tar"),
     "tar-missing": (lambda s: (s / "shards/grads-000002.tar").unlink(), "tar", "grads-000002.tar"),
-    "tar-wrong-shape": (lambda s: _retar(s, 1, "s00000010.grads.npy", _npy(np.zeros((3, 1, 4, 5), np.float32))),
+    "tar-wrong-shape": (lambda s: rewrite_tar_member(s, 1, "s00000010.grads.npy", _npy(np.zeros((3, 1, 4, 5), np.float32))),
                         "tar", "s00000010"),
-    "tar-wrong-dtype": (lambda s: _retar(s, 1, "s00000010.grads.npy", _npy(GOOD_GRADS.astype(np.float64))),
+    "tar-wrong-dtype": (lambda s: rewrite_tar_member(s, 1, "s00000010.grads.npy", _npy(GOOD_GRADS.astype(np.float64))),
                         "tar", "s00000010"),
-    "tar-nan-grads": (lambda s: _retar(s, 1, "s00000010.grads.npy", _npy(GOOD_GRADS + np.nan)), "tar",
+    "tar-nan-grads": (lambda s: rewrite_tar_member(s, 1, "s00000010.grads.npy", _npy(GOOD_GRADS + np.nan)), "tar",
                       "s00000010"),
-    "tar-label-out-of-range": (lambda s: _retar(s, 1, "s00000010.cls", b"9"), "tar", "s00000010"),
-    "tar-missing-member": (lambda s: _retar(s, 1, "s00000010.grads.npy", None), "tar", "s00000010"),
+    "tar-label-out-of-range": (lambda s: rewrite_tar_member(s, 1, "s00000010.cls", b"9"), "tar", "s00000010"),
+    "tar-missing-member": (lambda s: rewrite_tar_member(s, 1, "s00000010.grads.npy", None), "tar", "s00000010"),
 }
 
 

@@ -4,7 +4,6 @@ member can reach outside its archive. Each malicious payload would ``touch`` a m
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rel_fixtures import REPO, build_store, tiny_split, write_prepared
+from rel_fixtures import REPO, build_store, rewrite_tar_member, tiny_split, write_prepared
 
 
 class Evil:
@@ -106,25 +105,6 @@ def test_restricted_unpickler_refuses_foreign_globals(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def _replace_member(store: Path, member: str, payload: bytes, new_name: str | None = None) -> Path:
-    """Swap one member of tar 0 (optionally renaming it) and fix index.json's sha256 to match."""
-    path = store / "shards" / "grads-000000.tar"
-    with tarfile.open(path) as tf:
-        members = [(m, tf.extractfile(m).read()) for m in tf]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for m, data in members:
-            if m.name == member:
-                data, m.name = payload, new_name or m.name
-            m.size = len(data)
-            tf.addfile(m, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-    index = json.loads((store / "shards" / "index.json").read_text())
-    index["shards"][0]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
-    (store / "shards" / "index.json").write_text(json.dumps(index))
-    return path
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return build_store(tmp_path / "store", tiny_split(n=8, size=4), samples_per_shard=8)
@@ -143,7 +123,7 @@ def test_object_npy_in_tar_shard_is_refused(tmp_path: Path, store: Path) -> None
     marker = _marker(tmp_path)
     b = io.BytesIO()
     np.save(b, np.array([Evil(marker)], dtype=object), allow_pickle=True)
-    _replace_member(store, "s00000003.grads.npy", b.getvalue())
+    rewrite_tar_member(store, 0, "s00000003.grads.npy", b.getvalue())
     with pytest.raises(ExportError, match=r"grads-000000\.tar.*s00000003"):
         _stream(store)
     assert not marker.exists()
@@ -155,7 +135,7 @@ def test_webdataset_reader_refuses_escaping_member_names(tmp_path: Path, store: 
     from pagstore.shards import ExportError
 
     before = sorted(p.name for p in tmp_path.parent.iterdir())
-    _replace_member(store, "s00000003.cls", b"1", new_name=name)
+    rewrite_tar_member(store, 0, "s00000003.cls", b"1", new_name=name)
     with pytest.raises(ExportError, match=r"grads-000000\.tar"):
         _stream(store)
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
