@@ -24,7 +24,7 @@ import zarr
 import zarr.storage
 
 from pagstore import __version__
-from pagstore.spec import DatasetInfo, SpecError, StoreSpec
+from pagstore.spec import ARRAYS, DatasetInfo, SpecError, StoreSpec
 # StoreError, StoreDataError, nonfinite_rows and round_mantissa stay importable from here (public names).
 from pagstore.store_checks import (  # noqa: F401
     StoreDataError,
@@ -98,7 +98,7 @@ class GradientStore:
         # write_empty_chunks: a shard of all fill values (e.g. all labels 0) is still stored, so a missing
         # shard file of a done shard always means a lost file, never "all zeros" (zarr skips empty chunks).
         self._arrays = {name: group[name].with_config({"write_empty_chunks": True})
-                        for name in ("images", "labels", "grads", "index", "done")}
+                        for name in ARRAYS}
         _check_arrays(self._arrays, spec, location)
         self._present: set[tuple[str, int]] = set()  # (array, shard) whose file this handle saw exist
 
@@ -165,14 +165,7 @@ class GradientStore:
 
     def read(self, indices: Sequence[int] | np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows ``indices`` in the given order: images (n, *S), labels int64 (n,), grads (n, C, *S), as stored."""
-        if isinstance(indices, slice):
-            indices = np.arange(*indices.indices(self.num_samples))
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
-            bad = int(idx[(idx < 0) | (idx >= self.num_samples)][0])
-            raise IndexError(f"{self.location}: sample index {bad} out of range [0, {self.num_samples})")
-        ordered = idx.size < 2 or bool((np.diff(idx) > 0).all())
-        uniq, inverse = (idx, None) if ordered else np.unique(idx, return_inverse=True)
+        uniq, inverse = self._rows(indices)
         arrays = self._read_checked(READ_ARRAYS, uniq)
         check_values(self.spec, uniq, *arrays, self.location)
         images, labels, grads = arrays if inverse is None else (a[inverse] for a in arrays)
@@ -180,11 +173,21 @@ class GradientStore:
 
     def read_index(self, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """Original dataset indices (int64) of the given rows."""
+        uniq, inverse = self._rows(indices)
+        index = self._read_checked(("index",), uniq)[0]
+        return index if inverse is None else index[inverse]
+
+    def _rows(self, indices: Sequence[int] | np.ndarray | slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """(sorted unique rows to decode, positions restoring the asked order or None if already sorted)."""
         if isinstance(indices, slice):
             indices = np.arange(*indices.indices(self.num_samples))
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        return self._read_checked(("index",), uniq)[0][inverse]
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_samples):
+            bad = int(idx[(idx < 0) | (idx >= self.num_samples)][0])
+            raise IndexError(f"{self.location}: sample index {bad} out of range [0, {self.num_samples})")
+        if idx.size < 2 or bool((np.diff(idx) > 0).all()):
+            return idx, None
+        return np.unique(idx, return_inverse=True)
 
     def _read_checked(self, names: Sequence[str], rows: np.ndarray) -> list[np.ndarray]:
         """``_read_rows_many`` for sorted unique ``rows``; a lost or undecodable shard file -> StoreDataError

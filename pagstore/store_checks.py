@@ -78,7 +78,7 @@ def validate_shard(spec: StoreSpec, k: int, sl: slice, images: Any, labels: Any,
     if spec.image_dtype == "float32":
         if not np.issubdtype(im.dtype, np.floating):
             raise StoreError(f"{where}: images must be float32 (pixel_space 'raw'), got {im.dtype}")
-        _check_finite(im.astype(np.float32), "images", sl.start, where)
+        _check_finite(im, "images", sl.start, where)
     for name in ("labels", "index"):
         if not np.issubdtype(arrs[name].dtype, np.integer):
             raise StoreError(f"{where}: {name} must be integers, got {arrs[name].dtype}")
@@ -122,7 +122,7 @@ def round_mantissa(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _check_finite(x: np.ndarray, what: str, start: int, where: str) -> None:
-    ok = np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
-    if not ok.all():
-        i = int(np.flatnonzero(~ok)[0])
+    bad = nonfinite_rows(x)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise StoreError(f"{where}: {what} of sample {start + i} contain NaN or inf")
