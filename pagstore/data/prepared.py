@@ -13,6 +13,7 @@ No pickle is involved in writing or reading (``allow_pickle=False``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zipfile
@@ -23,8 +24,6 @@ from typing import Any
 import numpy as np
 
 from pagstore.atomic import atomic_path
-
-PIXEL_SPACES = ("unit", "raw")
 
 
 class PreparedDataError(ValueError):
@@ -91,8 +90,16 @@ class PreparedSplit:
                 f"{where}: label {int(lb[bad])} of sample {bad} is outside [0, {len(self.class_names)})"
             )
 
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        # Hashed once per split object: stages, sources and stores all ask, and the arrays never change.
+        return self._hash()
+
     def fingerprint(self) -> str:
         """sha256 of the content (arrays, shapes, dtypes, class names), as ``"sha256:<hex>"``."""
+        return self._fingerprint
+
+    def _hash(self) -> str:
         h = hashlib.sha256()
         for arr in (self.images, self.labels):
             h.update(f"{arr.dtype.str}{arr.shape}".encode())

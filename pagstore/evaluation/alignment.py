@@ -15,24 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pagstore.loss import input_grads_log_prob
+
 _TINY = 1e-12
 
 
-def input_gradients(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def input_gradients(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """grad_x log softmax(model(x))[:, c] for every class c: (B, *S) -> (B, C, *S).
 
-    Each image is repeated once per class (B*C rows) so one backward pass gives all C gradients (rows do
-    not interact in eval mode).
+    The training loss's one-backward layout (:func:`pagstore.loss.input_grads_log_prob`) with every class
+    as a target; rows do not interact in eval mode. ``num_classes`` saves a probe forward when known.
     """
-    b = x.shape[0]
-    with torch.no_grad():
-        num_classes = model(x[:1]).shape[1]
-    rows = x.detach().repeat_interleave(num_classes, dim=0).requires_grad_(True)
-    targets = torch.arange(num_classes).repeat(b)
-    logp = F.log_softmax(model(rows), dim=1)
-    picked = logp.gather(1, targets.view(-1, 1)).sum()
-    (grad,) = torch.autograd.grad(picked, rows)
-    return grad.view(b, num_classes, *x.shape[1:])
+    if num_classes is None:
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[1]
+    targets = torch.arange(num_classes, device=x.device).expand(x.shape[0], num_classes)
+    return input_grads_log_prob(model, x, targets, create_graph=False)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -66,7 +64,8 @@ def sbg_alignment(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reference:
     if reference.shape[:2] != (x.shape[0], reference.shape[1]) or reference.shape[2:] != x.shape[1:]:
         raise ValueError(f"reference gradients must be (N, C, *S) = ({x.shape[0]}, C, "
                          f"{', '.join(map(str, x.shape[1:]))}), got {tuple(reference.shape)}")
-    cos = torch.cat([cosine(input_gradients(model, x[i:i + batch_size]), reference[i:i + batch_size].float())
+    c = reference.shape[1]
+    cos = torch.cat([cosine(input_gradients(model, x[i:i + batch_size], c), reference[i:i + batch_size].float())
                      for i in range(0, len(x), batch_size)])
     true_mask = F.one_hot(y, cos.shape[1]).bool()
     return {

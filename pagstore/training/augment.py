@@ -43,8 +43,8 @@ class Augmentation:
         b, _, h, w = x.shape
         if self.pad > 0:
             xp = F.pad(x, (self.pad,) * 4)
-            rows = (self.shifts[:, 0:1] + torch.arange(h, device=x.device)).to(x.device)  # (B, H)
-            cols = (self.shifts[:, 1:2] + torch.arange(w, device=x.device)).to(x.device)  # (B, W)
+            rows = (self.shifts[:, 0:1].to(x.device) + torch.arange(h, device=x.device))  # (B, H)
+            cols = (self.shifts[:, 1:2].to(x.device) + torch.arange(w, device=x.device))  # (B, W)
             bidx = torch.arange(b, device=x.device).view(b, 1, 1)
             # advanced indices around a slice put the indexed dims first: (B, H, W, ch)
             x = xp[bidx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

@@ -48,8 +48,7 @@ def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: 
     """Yield (x, y, grads float32 (B, C, *S)) streamed from the store's webdataset shards (DDP-aware)."""
     from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
 
-    for x, y, g in stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch):
-        yield x, y, g
+    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch)
 
 
 def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:

@@ -1,4 +1,4 @@
-"""Multi-process training under ``torchrun`` (gloo on CPU, nccl on GPU).
+"""Multi-process training under ``torchrun`` (gloo: training runs on the CPU).
 
 Gradients are averaged with one all-reduce per step rather than through DDP's reducer, because the PAG
 term back-propagates through a double backward (``create_graph``), which DDP's bucketed hooks do not
@@ -20,7 +20,9 @@ def init_from_env() -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # gloo, not nccl even where CUDA exists: train_method keeps the model and batches on the CPU, and
+        # nccl cannot all-reduce CPU tensors. Switch together with moving training to the GPU.
+        dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
