@@ -3,6 +3,8 @@
     pagstore inspect STORE [--json]      spec, arrays, completeness, size, per-class gradient norms
     pagstore verify STORE [--json]       integrity check; exit 1 naming the failing shard and samples
     pagstore export STORE                zarr -> webdataset shards (STORE/shards/)
+    pagstore export STORE --format pag-rob --out DIR   the official PAG-ROB training files
+    pagstore import ...                  the paper's released files, original diffusion checkpoints
     pagstore show STORE -o grid.png      image + its C gradients per row (like the paper's Fig. 7)
 """
 
@@ -145,9 +147,17 @@ def verify(path: StorePath, as_json: JsonFlag = False) -> None:
 
 @app.command()
 def export(path: StorePath,
-           samples_per_tar: Annotated[int | None, typer.Option(help="samples per tar (default ~64 MiB)")] = None
+           samples_per_tar: Annotated[int | None, typer.Option(help="samples per tar (default ~64 MiB)")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="webdataset | pag-rob")] = "webdataset",
+           out_dir: Annotated[Path | None, typer.Option("--out", help="folder for --format pag-rob")] = None
            ) -> None:
-    """Write the webdataset export (STORE/shards/grads-%06d.tar + index.json) of a complete store."""
+    """Write the webdataset export (STORE/shards/grads-%06d.tar + index.json) of a complete store, or with
+    ``--format pag-rob`` the two files the official PAG-ROB training script reads."""
+    if fmt != "webdataset":
+        from pagstore.cli_interop import export_pag_rob_command
+
+        export_pag_rob_command(path, fmt, out_dir)
+        return
     from pagstore.shards import export_webdataset
     from pagstore.spec import SpecError
     from pagstore.store import StoreDataError, StoreError
@@ -217,6 +227,10 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
     ax.set_title(title, fontsize=7)
     ax.axis("off")
 
+
+from pagstore.cli_interop import import_app  # noqa: E402  (the `pagstore import ...` verbs)
+
+app.add_typer(import_app, name="import")
 
 if __name__ == "__main__":
     app()

@@ -130,8 +130,10 @@ def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, s
                               timestep_respacing: str = "") -> SpacedDiffusion:
     """The diffusion process for the flags; ``timestep_respacing`` "" keeps all ``steps``."""
     betas = get_named_beta_schedule(noise_schedule, steps)
+    # As the original: use_kl always means the KL scaled by the number of steps (rescale_learned_sigmas
+    # only picks between the MSE variants); unscaled "kl" is T times smaller and trains nothing.
     if use_kl:
-        loss_type = "rescaled_kl" if rescale_learned_sigmas else "kl"
+        loss_type = "rescaled_kl"
     else:
         loss_type = "rescaled_mse" if rescale_learned_sigmas else "mse"
     return SpacedDiffusion(
