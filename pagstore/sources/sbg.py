@@ -39,14 +39,44 @@ class SBGParams:
             batches samples (rows are independent of their position within a forward).
     """
 
-    t: int
+    t: int | None
     forward_batch: int = 8
+    # A pair (see UncondModel): a separate unconditional diffusion checkpoint, its own timestep t_uncond,
+    # or instead of t / t_uncond one shared noise level alphabar (each model then runs at its nearest step).
+    uncond_checkpoint: str | None = None
+    t_uncond: int | None = None
+    alphabar: float | None = None
 
     def validate(self) -> None:
-        if self.t < 0:
+        if (self.t is None) == (self.alphabar is None):
+            raise ValueError("give exactly one of t (a timestep) and alphabar (a shared noise level)")
+        if self.t is not None and self.t < 0:
             raise ValueError(f"t must be a timestep >= 0, got {self.t}")
+        if self.alphabar is not None and not 0.0 < self.alphabar < 1.0:
+            raise ValueError(f"alphabar must be in (0, 1), got {self.alphabar}")
         if self.forward_batch < 1:
             raise ValueError(f"forward_batch must be >= 1, got {self.forward_batch}")
+        if self.uncond_checkpoint is None and self.t_uncond is not None:
+            raise ValueError("t_uncond needs uncond_checkpoint (the separate unconditional model)")
+        if self.uncond_checkpoint is not None and self.t is not None and self.t_uncond is None:
+            raise ValueError("with uncond_checkpoint give t_uncond too (each model has its own schedule), "
+                             "or one shared alphabar instead of t")
+
+
+@dataclass(frozen=True)
+class UncondModel:
+    """The unconditional half of a pair: ``eps_fn(x_t, t, y)`` with ``y`` = ``null_label`` (or None when the
+    model has no labels), its own alphabar schedule, and what to record about it."""
+
+    eps_fn: EpsFn
+    alphas_cumprod: np.ndarray
+    null_label: int | None = None
+    info: dict[str, Any] | None = None
+
+
+def nearest_step(alphas_cumprod: np.ndarray, alphabar: float) -> int:
+    """The step whose alphabar is closest to ``alphabar``."""
+    return int(np.argmin(np.abs(np.asarray(alphas_cumprod, dtype=np.float64) - alphabar)))
 
 
 def sample_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -82,15 +112,26 @@ class ScoreBasedSource(GradientSource):
         seed: int = 0,
         model_info: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        uncond: UncondModel | None = None,
     ) -> None:
         super().__init__(num_classes, sample_shape)
         ab = np.asarray(alphas_cumprod, dtype=np.float64)
-        if ab.ndim != 1 or not 0 <= params.t < ab.shape[0]:
-            raise SourceError(f"source 'sbg': t={params.t} is outside the diffusion's [0, {ab.shape[0]}) steps")
+        t = nearest_step(ab, params.alphabar) if params.t is None else params.t
+        if ab.ndim != 1 or not 0 <= t < ab.shape[0]:
+            raise SourceError(f"source 'sbg': t={t} is outside the diffusion's [0, {ab.shape[0]}) steps")
         self.params = params
         self.eps_fn = eps_fn
         self.alphas_cumprod = ab
-        self.alphabar = float(ab[params.t])
+        self.t = t
+        self.alphabar = float(ab[t]) if params.alphabar is None else float(params.alphabar)
+        self.uncond = uncond
+        if uncond is not None:
+            ab_u = np.asarray(uncond.alphas_cumprod, dtype=np.float64)
+            self.t_uncond = nearest_step(ab_u, self.alphabar) if params.t_uncond is None else params.t_uncond
+            if not 0 <= self.t_uncond < ab_u.shape[0]:
+                raise SourceError(f"source 'sbg': t_uncond={self.t_uncond} is outside the unconditional "
+                                  f"diffusion's [0, {ab_u.shape[0]}) steps")
+            self.alphabar_uncond = float(ab_u[self.t_uncond]) if params.alphabar is None else self.alphabar
         self.num_timesteps = int(ab.shape[0])
         self.seed = int(seed)
         self.model_info = dict(model_info or {})
@@ -99,16 +140,23 @@ class ScoreBasedSource(GradientSource):
     def at_timestep(self, t: int) -> ScoreBasedSource:
         """The same source (model, seed, forward batch) at another timestep ``t`` (for t-sweeps)."""
         params = SBGParams(t=t, forward_batch=self.params.forward_batch)
+        if self.uncond is not None:  # the unconditional model follows at the same noise level
+            t_u = nearest_step(self.uncond.alphas_cumprod, float(self.alphas_cumprod[t]))
+            params = SBGParams(t=t, forward_batch=self.params.forward_batch, t_uncond=t_u,
+                               uncond_checkpoint=self.params.uncond_checkpoint)
         return ScoreBasedSource(params, self.eps_fn, self.alphas_cumprod, self.num_classes, self.sample_shape,
-                                self.seed, self.model_info, self.device)
+                                self.seed, self.model_info, self.device, self.uncond)
 
-    def noisy(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """x_t (B, *S) in the diffusion's space for [0, 1] samples x (B, *S)."""
+    def noisy(self, x: torch.Tensor, indices: torch.Tensor, alphabar: float | None = None) -> torch.Tensor:
+        """x_t (B, *S) in the diffusion's space for [0, 1] samples x (B, *S), at ``alphabar`` (default: ours)."""
+        ab = self.alphabar if alphabar is None else alphabar
         noise = torch.stack([sample_noise(self.seed, int(i), tuple(x.shape[1:])) for i in indices])
         x0 = 2.0 * x - 1.0
-        return float(np.sqrt(self.alphabar)) * x0 + float(np.sqrt(1.0 - self.alphabar)) * noise
+        return float(np.sqrt(ab)) * x0 + float(np.sqrt(1.0 - ab)) * noise
 
     def _compute(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        if self.uncond is not None:
+            return self._compute_pair(x, indices)
         b, c, fb = x.shape[0], self.num_classes, self.params.forward_batch
         x_t = self.noisy(x, indices).to(self.device)
         # Pad to whole forwards: every forward has the same shape (see SBGParams.forward_batch).
@@ -116,7 +164,7 @@ class ScoreBasedSource(GradientSource):
         x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
         # Rows ordered (image, label): each image's C + 1 evaluations sit together in one forward.
         y = torch.arange(c + 1, device=self.device).repeat(fb)
-        t = torch.full((fb * (c + 1),), self.params.t, dtype=torch.int64, device=self.device)
+        t = torch.full((fb * (c + 1),), self.t, dtype=torch.int64, device=self.device)
         eps = torch.cat([
             self.eps_fn(x_t[i : i + fb].repeat_interleave(c + 1, dim=0), t, y).float()
             for i in range(0, b + n_pad, fb)
@@ -124,10 +172,34 @@ class ScoreBasedSource(GradientSource):
         score = -eps / float(np.sqrt(1.0 - self.alphabar))
         return (PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:])).cpu()
 
+    def _compute_pair(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """g = score_cond(x_t | y) - score_uncond(x_t'), each model at its own step; the same noise per sample
+        (x_t = x_t' when the noise level is shared). Labels 0..C-1 only: the null label is the other model's."""
+        assert self.uncond is not None
+        b, c, fb = x.shape[0], self.num_classes, self.params.forward_batch
+        n_pad = -b % fb
+        pad = x.new_zeros(n_pad, *x.shape[1:])
+        x_c = torch.cat([self.noisy(x, indices), pad]).to(self.device)
+        x_u = torch.cat([self.noisy(x, indices, self.alphabar_uncond), pad]).to(self.device)
+        y = torch.arange(c, device=self.device).repeat(fb)
+        t_c = torch.full((fb * c,), self.t, dtype=torch.int64, device=self.device)
+        eps_c = torch.cat([self.eps_fn(x_c[i : i + fb].repeat_interleave(c, dim=0), t_c, y).float()
+                           for i in range(0, b + n_pad, fb)])[: b * c].reshape(b, c, *x.shape[1:])
+        t_u = torch.full((fb,), self.t_uncond, dtype=torch.int64, device=self.device)
+        null = self.uncond.null_label
+        y_u = None if null is None else torch.full((fb,), null, dtype=torch.int64, device=self.device)
+        eps_u = torch.cat([self.uncond.eps_fn(x_u[i : i + fb], t_u, y_u).float()
+                           for i in range(0, b + n_pad, fb)])[:b].reshape(b, 1, *x.shape[1:])
+        score_c = -eps_c / float(np.sqrt(1.0 - self.alphabar))
+        score_u = -eps_u / float(np.sqrt(1.0 - self.alphabar_uncond))
+        return (PIXEL_CHAIN_RULE * (score_c - score_u)).cpu()
+
     def describe(self) -> dict[str, Any]:
+        if self.uncond is not None:
+            return self._describe_pair()
         return {
             "name": self.name,
-            "t": self.params.t,
+            "t": self.t,
             "forward_batch": self.params.forward_batch,
             "num_timesteps": self.num_timesteps,
             "alphabar_t": self.alphabar,
@@ -136,6 +208,28 @@ class ScoreBasedSource(GradientSource):
             "score": "-eps / sqrt(1 - alphabar_t); g = score(x_t|y) - score(x_t|none), none = label C",
             "pixel_chain_rule": PIXEL_CHAIN_RULE,
             "model": self.model_info,
+        }
+
+    def _describe_pair(self) -> dict[str, Any]:
+        assert self.uncond is not None
+        return {
+            "name": self.name,
+            "pair": True,
+            "t": self.t,
+            "t_uncond": self.t_uncond,
+            "alphabar": self.params.alphabar,
+            "forward_batch": self.params.forward_batch,
+            "num_timesteps": self.num_timesteps,
+            "num_timesteps_uncond": int(len(self.uncond.alphas_cumprod)),
+            "alphabar_t": self.alphabar,
+            "alphabar_t_uncond": self.alphabar_uncond,
+            "seed": self.seed,
+            "noise": "torch.randn per sample, generator seeded by SeedSequence([seed, dataset index])",
+            "score": "-eps / sqrt(1 - alphabar); g = score_cond(x_t|y) - score_uncond(x_t'), x_t and x_t' from "
+                     "the same noise at each model's own alphabar",
+            "pixel_chain_rule": PIXEL_CHAIN_RULE,
+            "model": self.model_info,
+            "uncond_model": dict(self.uncond.info or {}),
         }
 
 
@@ -162,11 +256,16 @@ def sbg_from_checkpoint(
     if not checkpoint.is_file():
         raise SourceError(f"source 'sbg': diffusion checkpoint {checkpoint} not found (run train_diffusion)")
     model, diffusion, meta = load_checkpoint(checkpoint, ema=True)
-    if int(meta["num_classes"]) != num_classes + 1:
+    labels = meta.get("num_classes")
+    pair = params.uncond_checkpoint is not None
+    if not pair and labels != num_classes + 1:
         raise SourceError(
-            f"source 'sbg': {checkpoint} has {meta['num_classes']} labels, expected C + 1 = {num_classes + 1} "
+            f"source 'sbg': {checkpoint} has {labels} labels, expected C + 1 = {num_classes + 1} "
             "(C classes plus the 'no class' label)"
         )
+    if pair and labels not in (num_classes, num_classes + 1):
+        raise SourceError(f"source 'sbg': {checkpoint} has {labels} labels, expected C = {num_classes} "
+                          f"(or C + 1 with a 'no class' label, unused in a pair)")
     trained_on = meta.get("dataset_fingerprint")
     if dataset_fingerprint is not None and trained_on and trained_on != dataset_fingerprint:
         raise SourceError(
@@ -184,8 +283,30 @@ def sbg_from_checkpoint(
         "dataset_fingerprint": trained_on,
         "config": meta.get("config", {}),
     }
+    uncond = _uncond_model(Path(params.uncond_checkpoint), device) if pair else None
     source = ScoreBasedSource(
-        params, eps_fn, np.asarray(diffusion.alphas_cumprod), num_classes, sample_shape, seed, info, device
+        params, eps_fn, np.asarray(diffusion.alphas_cumprod), num_classes, sample_shape, seed, info, device,
+        uncond,
     )
     source.model, source.diffusion = model, diffusion  # for benchmarks and plots
     return source
+
+
+def _uncond_model(checkpoint: Path, device: str) -> UncondModel:
+    """The unconditional half of a pair from our diffusion checkpoint (e.g. one made by ``pagstore import
+    diffusion`` from an original improved-diffusion file). A model with labels gets its last one, "no class"."""
+    from pagstore.improved_diffusion.checkpoint import load_checkpoint
+    from pagstore.improved_diffusion.score import predict_eps
+
+    if not checkpoint.is_file():
+        raise SourceError(f"source 'sbg': unconditional diffusion checkpoint {checkpoint} not found")
+    model, diffusion, meta = load_checkpoint(checkpoint, ema=True)
+    model = model.to(device).eval()
+    labels = meta.get("num_classes")
+
+    def eps_fn(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return predict_eps(model, diffusion, x_t, t, y)
+
+    info = {"checkpoint": str(checkpoint), "step": int(meta.get("step", -1)), "config": meta.get("config", {}),
+            "imported_from": meta.get("imported_from")}
+    return UncondModel(eps_fn, np.asarray(diffusion.alphas_cumprod), None if labels is None else int(labels) - 1, info)
