@@ -86,6 +86,8 @@ def all_correlations(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
                  toy_path: Path | None) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """Return (markdown, report JSON, table rows) from the evaluate metrics under ``eval_dir``."""
+    from pagstore.interop.external import METRICS_PREFIX, external_names
+
     rows, missing = [], []
     for method in method_names(pipeline):
         path = eval_dir / f"{method}.json"
@@ -93,6 +95,12 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
             rows.append(rep.summarize(method, rep.read_metrics(path)))
         else:
             missing.append(method)
+    for name in external_names(pipeline):  # released models (evaluate_external@<name>), labelled as such
+        path = eval_dir / f"{METRICS_PREFIX}{name}.json"
+        if path.is_file():
+            rows.append({**rep.summarize(f"{name} (external)", rep.read_metrics(path)), "external": True})
+        else:
+            missing.append(f"{name} (external)")
     profile = pipeline.get("profile", "?")
     budget = ((pipeline.get("datasets") or {}).get(profile) or {}).get("eval") or {}
     num_images = sorted({r["num_images"] for r in rows if r.get("num_images")})
