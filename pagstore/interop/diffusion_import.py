@@ -112,8 +112,9 @@ def import_diffusion(path: str | Path, out: str | Path, flags: Sequence[str], *,
         if "label_emb.weight" not in state:
             raise InteropError(f"{path}: --class_cond True but the state_dict has no 'label_emb.weight'")
         found = int(state["label_emb.weight"].shape[0])
-        if num_classes is not None and num_classes != found:
-            raise InteropError(f"{path}: --num-classes {num_classes} but 'label_emb.weight' has {found} rows")
+        for name, asked in (("--num-classes", num_classes), ("--num_classes", cfg.get("num_classes"))):
+            if asked is not None and asked != found:
+                raise InteropError(f"{path}: {name} {asked} but 'label_emb.weight' has {found} rows")
         cfg["num_classes"] = found
     elif "label_emb.weight" in state:
         raise InteropError(f"{path}: the state_dict has 'label_emb.weight' (a class-conditional model); "
