@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", required=True, help="key of external_models")
     ap.add_argument("--out", type=Path, required=True, help="folder for our converted checkpoint")
     ap.add_argument("--prepared", type=Path, required=True, help="folder holding test.npz")
-    ap.add_argument("--sbg-test", type=Path, default=None)
+    ap.add_argument("--sbg-test", type=Path, default=None,
+                    help="SBG test gradients for the alignment metric, used when present (not a DVC dependency: "
+                         "a user holding only released files has no diffusion model to make them)")
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, default=None)
@@ -44,9 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "checkpoint.pt"
     convert_external(args.name, entry, ckpt, split.num_classes, split.sample_shape)
+    sbg_test = args.sbg_test if args.sbg_test is not None and args.sbg_test.exists() else None
+    if args.sbg_test is not None and sbg_test is None:
+        print(f"{args.sbg_test} not found: no SBG alignment metric (run `dvc repro distill_test` to add it)")
     with atomic_dir(args.plots) as plots:
         record = evaluate_checkpoint(ckpt, args.prepared / "test.npz", params, budget, plots,
-                                     method=f"{args.name} (external)", profile=profile, sbg_test=args.sbg_test,
+                                     method=f"{args.name} (external)", profile=profile, sbg_test=sbg_test,
                                      state_dir=args.state_dir)
     write_json(args.metrics, record)
     if args.state_dir is not None:  # as evaluate: a finished run's resume state must not leak into the next
