@@ -81,6 +81,8 @@ class _Matcher:
         hits = [i for i in self.table.get(_digest(u8), []) if np.array_equal(self.split.images[i], u8)]
         if not hits:
             raise InteropError(f"{where}: row {row}: image not found in the prepared train split")
+        # An image that occurs more than once in the split (with the same label) maps to its first copy:
+        # the copies are the same sample, so which index is recorded does not change what trains.
         same = [i for i in hits if int(self.split.labels[i]) == their_label]
         if not same:
             i = hits[0]

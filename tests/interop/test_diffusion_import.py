@@ -45,7 +45,8 @@ def test_flag_state_mismatch_names_the_first_key_and_both_shapes(tmp_path):
         import_diffusion(tmp_path / "sd.pt", tmp_path / "o.pt", flags)
     with pytest.raises(InteropError, match=r"key 'out.2.weight': the file has shape \(6, 32, 3, 3\), the flags "
                                            r"give \(3, 32, 3, 3\)"):
-        import_diffusion(tmp_path / "sd.pt", tmp_path / "o.pt", [f if f != "True" else "False" for f in DIFFUSION_FLAGS])
+        no_sigma = [f if f != "True" else "False" for f in DIFFUSION_FLAGS]  # --learn_sigma False
+        import_diffusion(tmp_path / "sd.pt", tmp_path / "o.pt", no_sigma)
     make_diffusion_state(tmp_path / "cond.pt", num_classes=5)
     with pytest.raises(InteropError, match=r"cond\.pt: the state_dict has 'label_emb.weight'.*--class_cond True"):
         import_diffusion(tmp_path / "cond.pt", tmp_path / "o.pt", DIFFUSION_FLAGS)
