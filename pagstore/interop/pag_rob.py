@@ -183,11 +183,13 @@ def import_pag_rob(data_path: str | Path, labels_path: str | Path, prepared: str
 def _write_missing(store: Any, chunks: TensorChunks, labels: np.ndarray, split: PreparedSplit, space: str,
                    where: str) -> list[int]:
     """Write every shard the store lacks, one shard of the file in memory at a time; return those shards."""
+    from tqdm.auto import tqdm
+
     from pagstore.store import StoreError
 
     matcher, missing = _Matcher(split), store.missing_shards()
     data_path = where
-    for k in missing:
+    for k in tqdm(missing, desc="import pag-rob", unit="shard", disable=len(missing) < 2):
         sl = store.shard_slice(k)
         block = chunks.rows(sl.start, sl.stop)  # (n, C + 1, *S): one shard's rows at a time bounds memory
         u8 = to_uint8(block[:, 0], space, sl.start, str(data_path))

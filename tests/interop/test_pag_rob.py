@@ -135,3 +135,20 @@ def test_value_range_decides_the_pixel_space_and_ambiguity_is_refused(official):
     torch.save(torch.cat([unit * 255, torch.zeros(40, 10, 3, 32, 32)], 1), tmp / "raw.pt")
     with pytest.raises(InteropError, match=r"raw\.pt: image values span \[0, 255\], expected \[-1, 1\] or \[0, 1\]"):
         import_pag_rob(tmp / "raw.pt", tmp / "l.pt", tmp / "data/prepared", tmp / "s2")
+
+
+def test_chunked_reads_follow_the_storage_offset_and_legacy_files_are_refused(tmp_path):
+    from pagstore.interop.torch_files import TensorChunks, load_plain_tensor
+
+    big = torch.arange(5 * 2 * 3, dtype=torch.float32).reshape(5, 2, 3)
+    torch.save(big[2:], tmp_path / "view.pt")  # saves the whole storage, the tensor starting at row 2
+    t = load_plain_tensor(tmp_path / "view.pt", "x", 3, (torch.float32,))
+    chunks = TensorChunks(tmp_path / "view.pt", t)
+    np.testing.assert_array_equal(chunks.rows(0, 3), big[2:].numpy())
+    np.testing.assert_array_equal(chunks.rows(1, 2), big[3:4].numpy())
+    torch.save(big, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(InteropError, match=r"legacy\.pt: not a safe torch.save file of x"):
+        load_plain_tensor(tmp_path / "legacy.pt", "x", 3, (torch.float32,))
+    torch.save(big.transpose(0, 1), tmp_path / "strided.pt")
+    with pytest.raises(InteropError, match=r"strided\.pt: the tensor is not stored contiguously"):
+        TensorChunks(tmp_path / "strided.pt", load_plain_tensor(tmp_path / "strided.pt", "x", 3, (torch.float32,)))
