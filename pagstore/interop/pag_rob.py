@@ -111,7 +111,7 @@ def to_uint8(x: np.ndarray, space: str, first_row: int, where: str) -> np.ndarra
 def _scan_range(chunks: TensorChunks, rows: int) -> tuple[float, float]:
     lo, hi = np.inf, -np.inf
     for start in range(0, chunks.shape[0], rows):
-        block = chunks.rows(start, min(start + rows, chunks.shape[0]))[:, 0]
+        block = chunks.firsts(start, min(start + rows, chunks.shape[0]))  # images only: 1/11 of the bytes
         if not np.isfinite(block).all():
             bad = int(np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(1))[0])
             raise InteropError(f"{chunks.path}: row {start + bad}: image has NaN or inf")
@@ -155,7 +155,7 @@ def import_pag_rob(data_path: str | Path, labels_path: str | Path, prepared: str
     n = data.shape[0]
     if n == 0:
         raise InteropError(f"{data_path}: the gradient set is empty")
-    lo, hi = _scan_range(chunks, 512)
+    lo, hi = _scan_range(chunks, 4096)
     space = detect_pixel_space(lo, hi, str(data_path), pixel_space)
     source = _source_info(data_path, labels_path, space)
     dataset = {"name": str(split.meta.get("dataset", split.meta.get("name", "unknown"))),

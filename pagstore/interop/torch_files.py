@@ -113,3 +113,16 @@ class TensorChunks:
         if got != n * self.row_bytes:
             raise InteropError(f"{self.path}: file truncated at row {start + got // max(1, self.row_bytes)}")
         return buf
+
+    def firsts(self, start: int, stop: int) -> np.ndarray:
+        """``tensor[start:stop, 0]`` (n, *shape[2:]) read row by row: only 1 / shape[1] of the bytes are read,
+        e.g. the images of a gradient set without their gradients."""
+        item = self.row_bytes // self.shape[1]
+        out = np.empty((stop - start, *self.shape[2:]), dtype=self.dtype)
+        view = memoryview(out.reshape(stop - start, -1)).cast("B")
+        with open(self.path, "rb") as f:
+            for r in range(stop - start):
+                f.seek(self.offset + (start + r) * self.row_bytes)
+                if f.readinto(view[r * item:(r + 1) * item]) != item:
+                    raise InteropError(f"{self.path}: file truncated at row {start + r}")
+        return out

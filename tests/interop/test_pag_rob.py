@@ -146,6 +146,7 @@ def test_chunked_reads_follow_the_storage_offset_and_legacy_files_are_refused(tm
     chunks = TensorChunks(tmp_path / "view.pt", t)
     np.testing.assert_array_equal(chunks.rows(0, 3), big[2:].numpy())
     np.testing.assert_array_equal(chunks.rows(1, 2), big[3:4].numpy())
+    np.testing.assert_array_equal(chunks.firsts(0, 3), big[2:, 0].numpy())
     torch.save(big, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(InteropError, match=r"legacy\.pt: not a safe torch.save file of x"):
         load_plain_tensor(tmp_path / "legacy.pt", "x", 3, (torch.float32,))
