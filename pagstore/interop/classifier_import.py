@@ -88,7 +88,10 @@ def import_classifier(path: str | Path, out: str | Path, *, layout: str = "pag-r
         paper_row: key of ``pagstore.evaluation.paper.PAPER_ROWS`` whose numbers the card quotes; default
             guessed from the file name (e.g. ``..._sbg_...`` -> "sbg").
         name: the model's name in reports (default: the file stem).
+    Returns:
+        the card, also stored in the checkpoint's meta (``external``) and as ``<stem>.card.json`` beside it.
     """
+    from pagstore.atomic import write_json
     from pagstore.evaluation.paper import PAPER_ROWS, paper_row_for
     from pagstore.models import build_model
     from pagstore.training.checkpoint import save_checkpoint
@@ -120,4 +123,11 @@ def import_classifier(path: str | Path, out: str | Path, *, layout: str = "pag-r
     meta = {"method": card["name"], "objective": None, "recipe": None, "store": None,
             "dataset_fingerprint": None, "epoch": None, "epochs": None, "history": [], "external": card}
     save_checkpoint(out, model, config, meta)
+    write_json(card_path(out), card)  # the card also beside the checkpoint, readable without torch
     return card
+
+
+def card_path(checkpoint: str | Path) -> Path:
+    """``<checkpoint stem>.card.json`` next to the checkpoint."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".card.json")

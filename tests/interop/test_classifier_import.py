@@ -22,6 +22,8 @@ def test_imported_resnet18_gives_the_official_logits_on_unit_images(tmp_path):
     assert theirs.abs().max() > 0.5 and (theirs[0] - theirs[1]).abs().max() > 1e-3  # non-trivial, input-dependent
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     assert meta["external"] == card and card["external"] is True and card["arch"] == "resnet18"
+    import json
+    assert json.loads((tmp_path / "ckpt.card.json").read_text()) == card
     import hashlib
     assert card["source_sha256"] == "sha256:" + hashlib.sha256((tmp_path / "c10_sbg_rn18.pt").read_bytes()).hexdigest()
     assert card["paper"]["row"] == "SBG" and card["paper"]["aa_l2"] == 55.39  # guessed from the file name
