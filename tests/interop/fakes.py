@@ -3,7 +3,7 @@
 - gradient sets: ``torch.save`` of a float32 (N, 11, 3, 32, 32) tensor (image in [-1, 1], then one gradient
   per class) and an int64 (N,) label tensor;
 - classifiers: ``DataParallel(model).state_dict()`` of their CIFAR ResNet-18 (keys prefixed ``module.``),
-  written here from the layout the issue describes, saved from CPU tensors;
+  written here from the layout the issue describes, saved from CPU tensors but recorded as on ``cuda:0``;
 - diffusion: a bare improved-diffusion ``state_dict``.
 """
 
@@ -104,8 +104,21 @@ def make_official_classifier(path: Path, seed: int = 0) -> OfficialResNet18:
             nn.init.uniform_(m.bias, -0.1, 0.1)
     nn.init.normal_(model.linear.weight, std=1.0)  # logits of order 1, so a 1e-5 agreement means something
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(nn.DataParallel(model).state_dict(), path)
+    save_as_cuda(nn.DataParallel(model).state_dict(), path)
     return model.eval()
+
+
+def save_as_cuda(obj: object, path: Path) -> None:
+    """``torch.save`` recording every storage as on ``cuda:0``, as the released files do (made from CPU
+    tensors here: loading without ``map_location`` then fails on a machine without CUDA, as theirs would)."""
+    import torch.serialization as ser
+
+    original = ser.location_tag
+    ser.location_tag = lambda storage: "cuda:0"
+    try:
+        torch.save(obj, path)
+    finally:
+        ser.location_tag = original
 
 
 DIFFUSION_FLAGS = ["--image_size", "32", "--num_channels", "32", "--num_res_blocks", "1", "--learn_sigma", "True",
