@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pagstore.config import ConfigError, load_section, read_yaml
+from pagstore.config import ConfigError
+from pagstore.profiles import effective_params, load_effective
 from pagstore.data.prepared import PreparedSplit, load_split
 from pagstore.distill import SourceRecipe, distill
 from pagstore.distill import plots
@@ -67,7 +68,7 @@ class DistillPlots:
 
 def source_params(params_path: Path, name: str) -> dict[str, Any]:
     """The raw ``distill.sources.<name>`` mapping (checked strictly by the source's params dataclass)."""
-    sources = read_yaml(params_path).get("distill", {}).get("sources", {})
+    sources = effective_params(params_path).get("distill", {}).get("sources", {})
     if name not in SOURCES:
         raise ConfigError(f"--source {name!r}: unknown gradient source; known: {sorted(SOURCES)}")
     if not isinstance(sources, dict) or not isinstance(sources.get(name), dict):
@@ -88,7 +89,7 @@ def run_distill(
     from pagstore.shards import export_webdataset
     from pagstore.verify import verify_store
 
-    common = load_section(params_path, "distill.common", DistillCommon)
+    common = load_effective(params_path, "distill.common", DistillCommon)
     if name == "sbg" and diffusion is None:
         raise ConfigError("--source sbg needs --diffusion <checkpoint>")
     if name == "nn" and split_name != "train":
@@ -99,7 +100,7 @@ def run_distill(
     split = load_split(prepared / f"{split_name}.npz")
     indices = None
     if split_name == "test":
-        indices = np.arange(min(load_section(params_path, "distill.test", DistillTest).num_test, len(split)))
+        indices = np.arange(min(load_effective(params_path, "distill.test", DistillTest).num_test, len(split)))
     if _is_complete_store(out):
         # DVC reran this stage because a dependency changed (code, data, params): a finished store from
         # before must be redone, not "resumed". Only an unfinished store (an interrupted run) resumes.
@@ -116,7 +117,7 @@ def run_distill(
     if not report.ok:
         raise SystemExit(f"{out}: store verification failed: {report.to_dict()}")
     if plots_dir is not None:
-        draw(load_section(params_path, "distill.plots", DistillPlots), name, out, split, source, plots_dir)
+        draw(load_effective(params_path, "distill.plots", DistillPlots), name, out, split, source, plots_dir)
     return report.to_dict()
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pagstore.atomic import atomic_dir, write_bytes, write_json
-from pagstore.config import load_section, read_yaml
+from pagstore.config import load_section
+from pagstore.profiles import effective_params
 from pagstore.evaluation import report as rep
 
 DATASET_WORDS = {
@@ -188,13 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_section(args.params, "report", ReportParams)
-    md, report, rows = build_report(params, read_yaml(args.params), args.eval_dir, args.toy)
+    md, report, rows = build_report(params, effective_params(args.params), args.eval_dir, args.toy)
     with atomic_dir(args.plots) as plots:
         rep.plot_robust_vs_alignment(rows, params.alignment_metric, params.robust_metric,
                                      plots / "robust_vs_alignment.png")
         sweeps = []
         if args.models is not None and args.prepared is not None:
-            sweeps = draw_lambda_sweeps(params.lambda_sweep, read_yaml(args.params), args.models, args.prepared,
+            sweeps = draw_lambda_sweeps(params.lambda_sweep, effective_params(args.params), args.models, args.prepared,
                                         rows, plots)
     rel = Path(os.path.relpath(args.plots, args.markdown.parent))
     md += f"\n## Plots\n\n![robust accuracy vs alignment]({rel / 'robust_vs_alignment.png'})\n"

@@ -11,14 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
-from pagstore.config import load_section
+from pagstore.profiles import load_effective
 from pagstore.training.config import TrainSection
 from pagstore.training.run import train_method
 
 
 def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metrics: Path, plots: Path) -> dict:
-    """Load the ``train`` section, pick ``method`` and train it; returns the final metrics."""
-    section = load_section(params, "train", TrainSection)
+    """Load the effective ``train`` section (profile recipe merged), pick ``method`` and train it."""
+    section = load_effective(params, "train", TrainSection)
     try:
         spec = section.method(method)
     except KeyError as exc:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 from pagstore.atomic import atomic_path
-from pagstore.config import load_section
+from pagstore.profiles import load_effective
 from pagstore.data import load_split
 from pagstore.improved_diffusion.presets import PRESETS, config_for_dataset, get_preset
 from pagstore.improved_diffusion.sampling import save_class_grid
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss-csv", type=Path, required=True, help="output loss curve CSV (step,loss)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_section(args.params, "train_diffusion", TrainDiffusionParams)
+    params = load_effective(args.params, "train_diffusion", TrainDiffusionParams)
     run(params, args.train, args.checkpoint, args.samples, args.loss_csv)
 
 
