@@ -70,17 +70,20 @@ def _recipe(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     return recipe
 
 
-def _check_recipe_methods(recipe_train: dict[str, Any], train: dict[str, Any], key: str) -> None:
-    """A recipe may only tune methods that the stage section defines (DVC makes one stage per stage method)."""
+def _only_defined_methods(recipe_train: dict[str, Any], train: dict[str, Any], key: str) -> dict[str, Any]:
+    """The recipe's ``train`` with only the methods the stage section defines (DVC makes one stage per
+    stage-section method; a profile may tune methods a trimmed pipeline dropped). A misspelt method name
+    leaves its method without a lam, which the method's own check reports."""
+    out = dict(recipe_train)
     for group in ("methods", "plain_methods"):
-        tuned = recipe_train.get(group) or {}
+        if group not in recipe_train:
+            continue
+        tuned = recipe_train[group]
         if not isinstance(tuned, dict):
-            raise ConfigError(f"{key}.{group}: expected a mapping of method name to keys")
+            raise ConfigError(f"{key}.{group}: expected a mapping of method name to keys, got {tuned!r}")
         defined = train.get(group) if isinstance(train.get(group), dict) else {}
-        extra = sorted(set(tuned) - set(defined))
-        if extra:
-            raise ConfigError(f"{key}.{group}: method(s) {', '.join(map(repr, extra))} are not in train.{group} "
-                              f"(defined: {', '.join(sorted(defined))})")
+        out[group] = {name: spec for name, spec in tuned.items() if name in defined}
+    return out
 
 
 def _fill_eps(train: dict[str, Any], budget: dict[str, Any], key: str) -> None:
@@ -112,9 +115,10 @@ def effective_from_data(data: dict[str, Any], where: str = "pipeline.yaml") -> d
         stage = data.get(section, {})
         if not isinstance(stage, dict):
             raise ConfigError(f"{where}:{section}: expected a mapping, got {type(stage).__name__}")
+        under = recipe[section]
         if section == "train":
-            _check_recipe_methods(recipe["train"], stage, f"{where}:datasets.{name}.recipe.train")
-        out[section] = merge_under(recipe[section], stage)
+            under = _only_defined_methods(under, stage, f"{where}:datasets.{name}.recipe.train")
+        out[section] = merge_under(under, stage)
     _fill_eps(out["train"], data["datasets"][name].get("eval"), f"{where}:datasets.{name}")
     return out
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pagstore.errors import user_errors
 from pagstore.config import ConfigError
 from pagstore.profiles import effective_params, load_effective
 from pagstore.data.prepared import PreparedSplit, load_split
@@ -157,6 +158,7 @@ def draw(cfg: DistillPlots, name: str, store_path: Path, split: PreparedSplit, s
         plots.t_sweep(x[:k], by_t, split.class_names, plots_dir / "sbg_t_sweep.png")
 
 
+@user_errors("distill")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

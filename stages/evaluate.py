@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import pagstore
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.prepared import PreparedSplit, load_split
@@ -192,6 +193,7 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+@user_errors("evaluate")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_bytes, write_json
 from pagstore.config import load_section
 from pagstore.profiles import effective_params
@@ -177,6 +178,7 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     return "\n".join(md), report, rows
 
 
+@user_errors("report")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True)

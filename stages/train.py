@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pagstore.errors import user_errors
 from pagstore.profiles import load_effective
 from pagstore.training.config import TrainSection
 from pagstore.training.run import train_method
@@ -26,6 +27,7 @@ def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metr
     return train_method(method, spec, section.common, prepared, stores, out, metrics, plots)
 
 
+@user_errors("train")
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

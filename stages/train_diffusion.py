@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_path
 from pagstore.profiles import load_effective
 from pagstore.data import load_split
@@ -115,6 +116,7 @@ def run(params: TrainDiffusionParams, train_path: Path, checkpoint: Path, sample
     return result
 
 
+@user_errors("train_diffusion")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
