@@ -86,6 +86,21 @@ def _only_defined_methods(recipe_train: dict[str, Any], train: dict[str, Any], k
     return out
 
 
+def _check_distill_keys(recipe_distill: dict[str, Any], distill: dict[str, Any], key: str) -> None:
+    """``distill`` is loaded part by part (common, sources.<name>, test, plots), so a stray recipe key would
+    be read by no one: refuse keys and sources the stage section does not have."""
+    unknown = sorted(set(recipe_distill) - set(distill))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"allowed keys are {', '.join(sorted(distill))}")
+    sources = recipe_distill.get("sources", {})
+    defined = distill.get("sources") if isinstance(distill.get("sources"), dict) else {}
+    extra = sorted(set(sources) - set(defined)) if isinstance(sources, dict) else ["<not a mapping>"]
+    if extra:
+        raise ConfigError(f"{key}.sources: unknown source(s) {', '.join(map(repr, extra))}; "
+                          f"distill.sources has {', '.join(sorted(defined))}")
+
+
 def _fill_eps(train: dict[str, Any], budget: dict[str, Any], key: str) -> None:
     """AT / TRADES methods without an eps train at the evaluation budget of their norm (in place)."""
     for group in ("methods", "plain_methods"):
@@ -116,6 +131,8 @@ def effective_from_data(data: dict[str, Any], where: str = "pipeline.yaml") -> d
         if not isinstance(stage, dict):
             raise ConfigError(f"{where}:{section}: expected a mapping, got {type(stage).__name__}")
         under = recipe[section]
+        if section == "distill":
+            _check_distill_keys(under, stage, f"{where}:datasets.{name}.recipe.distill")
         if section == "train":
             under = _only_defined_methods(under, stage, f"{where}:datasets.{name}.recipe.train")
         out[section] = merge_under(under, stage)

@@ -140,6 +140,10 @@ def test_a_key_in_the_stage_section_wins() -> None:
          r"methods.pag-cm: lam must be > 0 when a store is used"),
         (lambda d: d["datasets"]["digits"].pop("recipe"), r"datasets.digits.recipe: missing"),
         (lambda d: d.update(profile="cifar11"), r"profile: 'cifar11' is not a key of 'datasets'"),
+        (lambda d: d["datasets"]["digits"]["recipe"]["distill"].update(comon={}),
+         r"datasets.digits.recipe.distill: unknown key\(s\) 'comon'"),
+        (lambda d: d["datasets"]["digits"]["recipe"]["distill"]["sources"].update(sgb={"t": 3}),
+         r"datasets.digits.recipe.distill.sources: unknown source\(s\) 'sgb'"),
     ],
 )
 def test_recipe_errors_name_the_key(tmp_path: Path, edit, message: str) -> None:

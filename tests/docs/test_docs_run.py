@@ -132,7 +132,7 @@ TINY_CIFAR = {
 def _cifar_project(tmp_path: Path, methods: dict | None = None, plain: dict | None = None) -> Path:
     """A DVC project with fake CIFAR-10 archives in data/raw and (optionally) fewer methods."""
     root = dvc_project(tmp_path, TINY_CIFAR)
-    make_cifar(root / "data" / "raw", "cifar10", "python")
+    make_cifar(root / "data" / "raw", "cifar10", "python", per_batch=20)  # every class present
     params = yaml.safe_load((root / "pipeline.yaml").read_text())
     if methods is not None:
         params["train"]["methods"], params["train"]["plain_methods"] = methods, plain or {}
@@ -170,7 +170,7 @@ def test_profile_cifar10_fast_variant(tmp_path: Path) -> None:
     root = _cifar_project(tmp_path)
     run_documented("dvc exp run -S pipeline.yaml:profile=cifar10 prepare", cwd=root)
     meta = json.loads((root / "data/prepared/meta.json").read_text())
-    assert meta["profile"] == "cifar10" and meta["sizes"] == {"train": 15, "test": 4}
+    assert meta["profile"] == "cifar10" and meta["sizes"] == {"train": 100, "test": 21}
     cfg = json.loads(run_documented("pagstore config --json", cwd=root).stdout)
     common = cfg["train"]["common"]
     assert (cfg["profile"], common["model"], common["epochs"], common["crop_pad"], common["flip"]) == (
