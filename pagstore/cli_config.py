@@ -46,13 +46,14 @@ def effective_config(params: Path, profile: str | None = None) -> dict[str, Any]
 
 
 def _section_classes() -> dict[str, type]:
-    """The strict dataclass of each checked section (the stage modules define those of their sections)."""
+    """The strict dataclass each stage loads its section (or part of it) into."""
+    from pagstore.distill.config import DistillCommon, DistillPlots, DistillTest
+    from pagstore.evaluation.params import EvaluateParams
+    from pagstore.improved_diffusion.recipe import TrainDiffusionParams
     from pagstore.training.config import TrainSection
-    from stages.distill import DistillCommon, DistillPlots, DistillTest
-    from stages.train_diffusion import TrainDiffusionParams
 
     return {"train_diffusion": TrainDiffusionParams, "train": TrainSection, "distill.common": DistillCommon,
-            "distill.test": DistillTest, "distill.plots": DistillPlots}
+            "distill.test": DistillTest, "distill.plots": DistillPlots, "evaluate": EvaluateParams}
 
 
 @user_errors("pagstore config")
