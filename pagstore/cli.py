@@ -228,6 +228,11 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
+# Verbs with their own module (one job per file), registered here.
+from pagstore.cli_config import config as _config  # noqa: E402
+
+app.command("config")(_config)
+
 from pagstore.cli_interop import import_app  # noqa: E402  (the `pagstore import ...` verbs)
 
 app.add_typer(import_app, name="import")
