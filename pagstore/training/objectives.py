@@ -81,7 +81,7 @@ class ObjectiveSpec:
 
 
 def _pag_term_frozen_bn(
-    model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor, spec: ObjectiveSpec,
+    model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
     augment: Augmentation | None, aug_rep: Augmentation | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
@@ -133,11 +133,13 @@ def objective_loss(
         targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None
+        # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
+        loss_targets = None if k == c else targets
         if spec.pag_bn == "frozen" and batch_norm_layers(model):
-            pag, logits = _pag_term_frozen_bn(model, x, grads, targets, spec, augment, aug_rep)
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep)
         else:
-            pag, rep_logits = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps,
-                                                 return_logits=True)
+            pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
+                                                 eps=spec.cos_eps, return_logits=True)
         if spec.objective == "pag" and logits is None:
             # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
             # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.
