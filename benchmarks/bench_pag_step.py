@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.nn import functional as F
 
-from pagstore.frozen_bn import batch_norm_layers
+from pagstore.training.frozen_bn import batch_norm_layers
 from pagstore.loss import pag_alignment_loss_reference_layout
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pagstore.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
 from pagstore.loss import pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
@@ -38,7 +38,7 @@ class ObjectiveSpec:
         cos_eps: the epsilon floor of the cosine loss (Eq. 5).
         pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
             statistics (the reference code's semantics), "frozen" = the clean batch's, detached
-            (pagstore.frozen_bn; no cross-row terms, a cheaper double backward).
+            (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
     """
 
     objective: Literal["ce", "pag", "at", "trades"]

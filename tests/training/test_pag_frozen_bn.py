@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pagstore.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
 from pagstore.loss import input_grads_log_prob, pag_alignment_loss, pag_alignment_loss_bruteforce
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation
