@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -120,30 +121,40 @@ def cuda_peak_bytes(setup: Setup, variant: Variant) -> int:
     return int(torch.cuda.max_memory_allocated())
 
 
-def timed(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per step of each variant, interleaved round-robin after one warm-up round."""
-    times: dict[str, list[float]] = {k: [] for k in steps}
+def timed(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, process CPU) seconds per step of each variant, interleaved round-robin after one
+    warm-up round. CPU time (all threads of this process) is less sensitive to other processes' load."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in steps}
     for r in range(repeats + 1):
         for name, fn in steps.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             if r:
-                times[name].append(time.perf_counter() - t0)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+                times[name].append((time.perf_counter() - t0, time.process_time() - c0))
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return {k: (med([w for w, _ in v]), med([c for _, c in v])) for k, v in times.items()}
 
 
-def _maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM belongs to the address space, so it starts afresh at exec (unlike
+    ru_maxrss, which Linux carries over from the parent that spawned the worker)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def memory_worker(setup: Setup, variant: Variant) -> dict[str, float]:
     """Run in a fresh process: peak RSS of set-up, then of a warm-up and a timed step."""
     torch.set_num_threads(setup.threads)
     step = make_step(setup, variant)
-    before = _maxrss_mib()
+    before = _peak_rss_mib()
     step()
     step()
-    peak = _maxrss_mib()
+    peak = _peak_rss_mib()
     return {"peak_mib": peak, "step_mib": peak - before}
 
 
@@ -165,6 +176,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-augment", action="store_true", help="no random crop + flip")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant peak-RSS subprocesses")
+    p.add_argument("--no-timing", action="store_true", help="only the peak-RSS subprocesses")
     p.add_argument("--only", default="", help="comma-separated substrings: keep the rows whose name has one")
     p.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -178,23 +190,33 @@ def main() -> None:
     rows = variants(setup, bool(batch_norm_layers(probe.train())))
     keep = [s for s in a.only.split(",") if s]
     rows = [v for v in rows if not keep or v.name in ("vanilla", "at-pgd-7") or any(s in v.name for s in keep)]
-    res = timed({v.name: make_step(setup, v) for v in rows}, a.repeats)
-    mem = {} if a.no_memory else {v.name: measure_memory(setup, v) for v in rows}
+    mem = {} if a.no_memory else {v.name: measure_memory(setup, v) for v in rows}  # before: small parent
+    res = {} if a.no_timing else timed({v.name: make_step(setup, v) for v in rows}, a.repeats)
     print(f"model={a.model} batch={a.batch} input=({a.channels}, {a.size}, {a.size}) C={a.classes} "
           f"threads={a.threads} augment={setup.augment} (median of {a.repeats}, interleaved)")
-    print(f"  {'variant':24s} {'ms/step':>9s} {'x vanilla':>9s} {'x at-pgd-7':>10s} {'peak RSS':>9s} {'step peak':>9s}")
-    base, at = res["vanilla"], res["at-pgd-7"]
-    for name, t in res.items():
-        m = mem.get(name)
-        mtxt = f"{m['peak_mib']:7.0f}MB {m['step_mib']:7.0f}MB" if m else ""
-        print(f"  {name:24s} {t * 1000:9.1f} {t / base:9.2f} {t / at:10.2f} {mtxt}")
-    for name in res:  # option on / off ratios
-        for suffix, on in ((" +cl", "channels_last"),):
-            if name.endswith(suffix) and name[: -len(suffix)] in res:
-                print(f"  {on} speed-up, {name[: -len(suffix)]}: {res[name[: -len(suffix)]] / res[name]:.2f}x")
+    print(f"  {'variant':24s} {'wall ms':>9s} {'x vanilla':>9s} {'x at-pgd-7':>10s} {'cpu ms':>9s} "
+          f"{'x at-pgd-7':>10s} {'peak RSS':>9s} {'step peak':>9s}")
+    for v in rows:
+        line = f"  {v.name:24s}"
+        if res:
+            (w, cpu), (bw, _), (aw, ac) = res[v.name], res["vanilla"], res["at-pgd-7"]
+            line += f" {w * 1000:9.1f} {w / bw:9.2f} {w / aw:10.2f} {cpu * 1000:9.1f} {cpu / ac:10.2f}"
+        if v.name in mem:
+            line += f" {mem[v.name]['peak_mib']:7.0f}MB {mem[v.name]['step_mib']:7.0f}MB"
+        print(line)
+    names = [v.name for v in rows]
+    for name in names:  # each option on / off, same workload (wall and CPU ratios; memory ratio of step peaks)
+        pairs = [(name, name + " +cl", "channels_last")]
         if " frozen" in name and not name.endswith("+cl"):
-            off = name.replace(" frozen", " batch")
-            print(f"  pag_bn frozen speed-up, {off}: {res[off] / res[name]:.2f}x")
+            pairs.append((name.replace(" frozen", " batch"), name, "pag_bn frozen"))
+        for off, on, what in pairs:
+            if off in names and on in names:
+                txt = f"  {what} on {off}:"
+                if res:
+                    txt += f" speed-up wall {res[off][0] / res[on][0]:.2f}x, cpu {res[off][1] / res[on][1]:.2f}x"
+                if mem:
+                    txt += f"; step peak RSS {mem[on]['step_mib']:.0f} / {mem[off]['step_mib']:.0f} MB"
+                print(txt)
 
 
 if __name__ == "__main__":
