@@ -11,8 +11,9 @@ that peak over the RSS after set-up (the step's own peak). CUDA max memory: :fun
 (called by benchmarks/gpu_check.py on a GPU).
 
     python benchmarks/bench_pag_step.py                                  # small-cnn, B 64, 3x32x32, C 10
-    python benchmarks/bench_pag_step.py --model resnet18 --batch 8 --repeats 3
-    python benchmarks/bench_pag_step.py --model vit --batch 2 --repeats 2
+    python benchmarks/bench_pag_step.py --model resnet18 --batch 4 --repeats 2 --skip +cl,reference
+    python benchmarks/bench_pag_step.py --model vit --batch 2 --repeats 2 --skip +cl,reference
+    (add --threads 1 on a loaded machine: two intra-op threads spin while the other is descheduled)
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ def main() -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant peak-RSS subprocesses")
     p.add_argument("--no-timing", action="store_true", help="only the peak-RSS subprocesses")
     p.add_argument("--only", default="", help="comma-separated substrings: keep the rows whose name has one")
+    p.add_argument("--skip", default="", help="comma-separated substrings: drop the rows whose name has one")
     p.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.memory_worker is not None:
@@ -190,6 +192,7 @@ def main() -> None:
     rows = variants(setup, bool(batch_norm_layers(probe.train())))
     keep = [s for s in a.only.split(",") if s]
     rows = [v for v in rows if not keep or v.name in ("vanilla", "at-pgd-7") or any(s in v.name for s in keep)]
+    rows = [v for v in rows if not any(s in v.name for s in a.skip.split(",") if s)]
     mem = {} if a.no_memory else {v.name: measure_memory(setup, v) for v in rows}  # before: small parent
     res = {} if a.no_timing else timed({v.name: make_step(setup, v) for v in rows}, a.repeats)
     print(f"model={a.model} batch={a.batch} input=({a.channels}, {a.size}, {a.size}) C={a.classes} "
