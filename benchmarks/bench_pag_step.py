@@ -214,12 +214,12 @@ def main() -> None:
             pairs.append((name.replace(" frozen", " batch"), name, "pag_bn frozen"))
         for off, on, what in pairs:
             if off in names and on in names:
-                txt = f"  {what} on {off}:"
+                parts = []
                 if res:
-                    txt += f" speed-up wall {res[off][0] / res[on][0]:.2f}x, cpu {res[off][1] / res[on][1]:.2f}x"
+                    parts.append(f"speed-up wall {res[off][0] / res[on][0]:.2f}x, cpu {res[off][1] / res[on][1]:.2f}x")
                 if mem:
-                    txt += f"; step peak RSS {mem[on]['step_mib']:.0f} / {mem[off]['step_mib']:.0f} MB"
-                print(txt)
+                    parts.append(f"step peak RSS {mem[on]['step_mib']:.0f} / {mem[off]['step_mib']:.0f} MB")
+                print(f"  {what} on {off}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
