@@ -37,8 +37,8 @@ class ObjectiveSpec:
         k_classes: align K sampled target classes per image (None = all C), scaled by C / K.
         cos_eps: the epsilon floor of the cosine loss (Eq. 5).
         pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
-            statistics (the reference code's semantics), "frozen" = the clean batch's, detached
-            (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
+            statistics (the reference code's semantics), "frozen" = the clean batch's, constant w.r.t.
+            the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
     """
 
     objective: Literal["ce", "pag", "at", "trades"]
@@ -87,11 +87,12 @@ def _pag_term_frozen_bn(
     """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
 
     Returns (pag, clean logits (B, C) for the CE term, or None for AT, whose CE is on adversarial
-    examples: there the clean forward runs without grad and leaves the running statistics as they were).
+    examples: there the clean forward exists for the statistics (and their parameter path) only and
+    leaves the running statistics as they were).
     """
     xa = augment(x) if augment is not None else x
     if spec.objective == "at":
-        with torch.no_grad(), record_batch_stats(model, update_running=False) as stats:
+        with record_batch_stats(model, update_running=False) as stats:
             model(xa)
         logits = None
     else:

@@ -1,6 +1,7 @@
-"""pag_bn: frozen. The PAG pass normalises with the clean batch's statistics, detached: the loss is still
-Eq. 4-5 (equal to the per-image brute force under the same statistics), the forward values equal the
-batch-statistics ones, only the cross-row gradient terms go, and running statistics are updated once."""
+"""pag_bn: frozen. The PAG pass normalises with the clean batch's statistics, constant w.r.t. the repeated
+rows: the loss is still Eq. 4-5 (equal to the per-image brute force under the same statistics), the
+forward values equal the batch-statistics ones, only the cross-row gradient terms go (the parameters'
+path through the statistics stays), and running statistics are updated once."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_frozen_loss_equals_bruteforce_under_the_same_statistics() -> None:
     assert len(stats) == 2
     with frozen_batch_norm(stats):
         ours = pag_alignment_loss(model, x, g)
-        ours.backward()
+        ours.backward(retain_graph=True)  # the statistics' graph is shared with the brute force
         g_ours = _grads(model)
         model.zero_grad()
         brute = pag_alignment_loss_bruteforce(model, x, g)  # one image at a time: needs the frozen stats
@@ -63,6 +64,31 @@ def test_forward_values_match_batch_mode_but_the_cross_row_gradient_terms_go() -
     assert not torch.allclose(v_batch, v_frozen, atol=1e-4)
     cos = F.cosine_similarity(v_batch.flatten(2), v_frozen.flatten(2), dim=2)
     assert float(cos.min()) > 0.5
+
+
+def test_the_parameters_path_through_the_statistics_is_kept() -> None:
+    # Batch norm cancels a bias added before it, so in batch mode the PAG loss does not depend on the
+    # first convolution's bias. Frozen keeps that invariance because the recorded mean follows the bias;
+    # statistics detached from the parameters would not (and make training drift).
+    model, x, g = _model(), torch.rand(6, 1, 8, 8), torch.randn(6, 4, 1, 8, 8)
+    bias = model.net[0].bias
+
+    def bias_grad(detach: bool) -> torch.Tensor:
+        model.zero_grad()
+        with record_batch_stats(model) as stats:
+            model(x)
+        if detach:
+            stats = {m: (mu.detach(), var.detach()) for m, (mu, var) in stats.items()}
+        with frozen_batch_norm(stats):
+            pag_alignment_loss(model, x, g).backward()
+        return bias.grad.clone()
+
+    model.zero_grad()
+    pag_alignment_loss(model, x, g).backward()
+    scale = float(model.net[0].weight.grad.abs().max())
+    assert float(bias.grad.abs().max()) < 1e-4 * scale  # batch mode: invariant
+    assert float(bias_grad(detach=False).abs().max()) < 1e-4 * scale
+    assert float(bias_grad(detach=True).abs().max()) > 1e-2 * scale
 
 
 def test_record_without_update_restores_running_statistics() -> None:
