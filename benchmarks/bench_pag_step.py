@@ -160,7 +160,9 @@ def memory_worker(setup: Setup, variant: Variant) -> dict[str, float]:
 
 
 def measure_memory(setup: Setup, variant: Variant) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--memory-worker", json.dumps({"setup": asdict(setup), "variant": asdict(variant)})]
+    """Peak RSS of one variant, measured in a fresh Python process (see :func:`memory_worker`)."""
+    job = json.dumps({"setup": asdict(setup), "variant": asdict(variant)})
+    cmd = [sys.executable, __file__, "--memory-worker", job]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return json.loads(out)
 

@@ -58,7 +58,8 @@ def test_options_default_off_and_load_from_yaml(tmp_path) -> None:
     cfg = tmp_path / "p.yaml"
     cfg.write_text(
         "train:\n  common: {model: small-cnn, epochs: 1, batch_size: 4, channels_last: true}\n"
-        "  methods: {a: {objective: pag, store: sbg, lam: 1.0, pag_bn: frozen}, b: {objective: pag, store: sbg, lam: 1.0}}\n"
+        "  methods: {a: {objective: pag, store: sbg, lam: 1.0, pag_bn: frozen},\n"
+        "            b: {objective: pag, store: sbg, lam: 1.0}}\n"
         "  plain_methods: {}\n"
     )
     section = load_section(cfg, "train", TrainSection)
