@@ -83,6 +83,7 @@ def run_distill(
     diffusion: Path | None = None,
     plots_dir: Path | None = None,
     split_name: str = "train",
+    classifier: Path | None = None,
 ) -> dict[str, Any]:
     """Build, export and verify the store at ``out``; draw figures into ``plots_dir``. Returns the verify report."""
     from pagstore.shards import export_webdataset
@@ -94,8 +95,11 @@ def run_distill(
     if name == "nn" and split_name != "train":
         # NN excludes "itself" by training-set index, which means nothing for samples of another split.
         raise ConfigError("--source nn distils the train split only (its self-exclusion uses train indices)")
+    if name == "nac" and classifier is None:
+        raise ConfigError("--source nac needs --classifier <noisy classifier checkpoint>")
+    ckpt = {"sbg": diffusion, "nac": classifier}.get(name)
     recipe = SourceRecipe(name, source_params(params_path, name), str(prepared / "train.npz"), common.seed,
-                          str(diffusion) if name == "sbg" else None, common.device)
+                          str(ckpt) if ckpt is not None else None, common.device)
     split = load_split(prepared / f"{split_name}.npz")
     indices = None
     if split_name == "test":
@@ -165,9 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="store directory to write")
     ap.add_argument("--plots", type=Path, default=None, help="directory for the figures")
     ap.add_argument("--split", choices=["train", "test"], default="train")
+    ap.add_argument("--classifier", type=Path, default=None, help="noisy-classifier checkpoint (nac only)")
     args = ap.parse_args(argv)
     try:
-        run_distill(args.params, args.source, args.prepared, args.out, args.diffusion, args.plots, args.split)
+        run_distill(args.params, args.source, args.prepared, args.out, args.diffusion, args.plots, args.split,
+                    args.classifier)
     except ConfigError as exc:
         sys.exit(f"distill: {exc}")
 
