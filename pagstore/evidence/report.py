@@ -15,7 +15,7 @@ import numpy as np
 
 from pagstore.evaluation.intervals import Interval, bootstrap_mean, compare, spearman_interval
 
-METRICS = (("sbg_sbg_cos_mean", "SBG cos (this paper)"),
+METRICS = (("sbg_cos_mean", "SBG cos (this paper)"),
            ("closest_class_cos_mean", "closest wrong-class NN direction cos (alpha_dx)"),
            ("on_manifold_fraction_mean", "on-manifold fraction (local PCA)"),
            ("etmann_mean", "Etmann |cos(x, grad)|"))
@@ -63,7 +63,7 @@ def write_report(ex: Any, results: dict[str, Any]) -> str:
           f"profile `{ex.profile}`).",
           f"- Measured runtime: {rt['units_seconds'] / 60:.1f} min of experiment units "
           f"({rt['units_cpu_seconds'] / 60:.1f} CPU-min) plus {rt['upstream_seconds'] / 60:.1f} min of upstream "
-          f"`dvc repro` in this invocation; this invocation {rt['this_invocation_seconds'] / 60:.1f} min "
+          f"`dvc repro` (default-pipeline stages; 0 when they were already up to date); this invocation {rt['this_invocation_seconds'] / 60:.1f} min "
           f"({rt['units_run_now']} of {rt['units_total']} units run now, the rest reused).",
           f"- {len(p.seeds)} training seeds per method ({', '.join(map(str, p.seeds))}); AutoAttack (standard) "
           f"{', '.join(f'{n} eps {ex.eps(n):g}' for n in p.eval.norms)} on the same {len(ex.y)} test images "
@@ -108,6 +108,9 @@ def write_report(ex: Any, results: dict[str, Any]) -> str:
             md.append(f"| {label} | - | {len(ok)} | too few pairs |")
             continue
         iv = spearman_interval([xs[i] for i in ok], [pairs[i][1] for i in ok], n_boot=n_boot)
+        if not np.isfinite(iv.mean):
+            md.append(f"| {label} | undefined (a constant side) | {len(ok)} | not distinguishable from 0 |")
+            continue
         word = "correlates" if iv.lo > 0 else ("anti-correlates" if iv.hi < 0 else "not distinguishable from 0")
         md.append(f"| {label} | {iv.fmt(3)} | {len(ok)} | {word} |")
 

@@ -9,6 +9,7 @@ attack-strength checks, and the report. All heavy lifting is the library's: ``tr
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -182,6 +183,10 @@ def run_experiment(params_path: Path, root: Path = Path("."), skip_upstream: boo
     t_start = time.perf_counter()
     p = load_section(params_path, "evidence", EvidenceParams)
     upstream_s = 0.0 if skip_upstream else run_upstream(p.upstream, Path(root))
+    if upstream_s:  # kept per invocation, so a resumed run still reports the upstream time of earlier ones
+        write_json(Path(root) / p.paths.work / "upstream" / f"{time.time_ns()}.json", {"seconds": upstream_s})
+    upstream_all = sum(json.loads(f.read_text())["seconds"]
+                       for f in (Path(root) / p.paths.work / "upstream").glob("*.json"))
     ex = Experiment(params_path, root)
     checks = p.attack_checks
     keep = {checks.at, *checks.pag_candidates} if checks is not None else set()
@@ -233,7 +238,7 @@ def run_experiment(params_path: Path, root: Path = Path("."), skip_upstream: boo
     results["runtime"] = {
         "units_seconds": sum(r["seconds"] for r in records),
         "units_cpu_seconds": sum(r["cpu_seconds"] for r in records),
-        "upstream_seconds": upstream_s,
+        "upstream_seconds": upstream_all,
         "this_invocation_seconds": time.perf_counter() - t_start,
         "units_run_now": len(ex.cache.ran), "units_total": len(records),
     }
@@ -279,8 +284,10 @@ def source_costs(ex: Experiment, results: dict[str, Any]) -> dict[str, Any]:
         out["nac_distill_cpu_seconds"] = json.loads(ex.cache.path("distill-nac-cost").read_text())["cpu_seconds"]
     diffusion = ex.root / ex.p.paths.diffusion
     if diffusion.is_file():
-        ex.distilled("sbg-cost", "sbg", {}, diffusion)
-        out["sbg_distill_cpu_seconds"] = json.loads(ex.cache.path("distill-sbg-cost").read_text())["cpu_seconds"]
+        # the same unit as the SBG-t sweep's store at the base t (so it is distilled once)
+        t = int(read_yaml(ex.base_path)["distill"]["sources"]["sbg"]["t"])
+        ex.distilled(f"sbg-t{t}", "sbg", {"t": t}, diffusion)
+        out["sbg_distill_cpu_seconds"] = json.loads(ex.cache.path(f"distill-sbg-t{t}").read_text())["cpu_seconds"]
     return out
 
 
