@@ -170,7 +170,8 @@ def write_report(ex: Any, results: dict[str, Any]) -> str:
         from pagstore.evaluation.report import toy_section
 
         md += ["## 2-D toy (Appendix G.1)", "",
-               "Robust accuracy = exhaustive search of each point's eps-disk; PGD beside it is an upper bound "
+               "Robust accuracy = exhaustive search of each point's eps-disk (polar grid, exact up to its resolution); "
+               "PGD beside it is a looser upper bound "
                "(committed toy stage output, `metrics/toy.json`).", "", toy_section(json.loads(toy_path.read_text())), ""]
 
     text = "\n".join(md).rstrip() + "\n"
