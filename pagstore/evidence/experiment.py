@@ -36,6 +36,8 @@ class Experiment:
         self.stores = self.root / paths.stores
         self.work = self.root / paths.work
         self.cache = UnitCache(self.work)
+        self._ckpt_keys: dict[Path, str] = {}
+        self._retrain: dict[Path, Any] = {}
         self.train = load_split(self.prepared / "train.npz")
         test = load_split(self.prepared / "test.npz")
         n = min(self.p.eval.num_images, len(test))
@@ -70,21 +72,36 @@ class Experiment:
         def fn() -> dict[str, Any]:
             return train_method(name, spec, common, self.prepared, stores, out, out / "train.json", out / "train.csv")
 
-        self.cache.get(f"train-{name}-s{seed}", {"spec": spec, "common": common, "stores": str(stores)}, fn)
-        return out / "checkpoint.pt"
+        rec = self.cache.get(f"train-{name}-s{seed}", {"spec": spec, "common": common, "stores": str(stores)}, fn)
+        ckpt = out / "checkpoint.pt"
+        # Later units key on the training configuration, not the file: committed unit results stay valid
+        # in a fresh clone without the (uncommitted) checkpoints, which are retrained only if a unit needs one.
+        self._ckpt_keys[ckpt], self._retrain[ckpt] = rec["key"], fn
+        return ckpt
+
+    def ckpt_key(self, ckpt: Path) -> str:
+        """The training unit's key of ``ckpt`` (or the file's size and mtime for checkpoints made elsewhere)."""
+        return self._ckpt_keys.get(ckpt) or _file_key(ckpt)
+
+    def load(self, ckpt: Path):  # noqa: ANN201
+        """(model in eval mode, meta) of ``ckpt``, retraining it first if its file is gone."""
+        from pagstore.training.checkpoint import load_classifier
+
+        if not ckpt.is_file() and ckpt in self._retrain:
+            self._retrain[ckpt]()
+        return load_classifier(ckpt)
 
     def evaluated(self, name: str, seed: int, ckpt: Path, keep_adv: bool = False) -> dict[str, Any]:
         """Clean and AutoAttack per-image flags on the subset, plus every alignment metric."""
         from pagstore.evaluation.alignment import alignment_metrics
         from pagstore.evaluation.autoattack import run_autoattack
         from pagstore.evaluation.manifold import extra_alignment_metrics
-        from pagstore.training.checkpoint import load_classifier
         from pagstore.training.controls import input_grad_norm
 
         ev = self.p.eval
 
         def fn() -> dict[str, Any]:
-            model, _ = load_classifier(ckpt)
+            model, _ = self.load(ckpt)
             with torch.no_grad():
                 clean = (model(self.x).argmax(1) == self.y).tolist()
             out: dict[str, Any] = {"clean": clean, "aa": {}}
@@ -106,24 +123,23 @@ class Experiment:
                               "input_grad_norm": input_grad_norm(model, xm, ym)}
             return out
 
-        key = {"ckpt": _file_key(ckpt), "eval": ev, "subset": self.subset.tolist(), "keep_adv": keep_adv}
+        key = {"ckpt": self.ckpt_key(ckpt), "eval": ev, "subset": self.subset.tolist(), "keep_adv": keep_adv}
         return self.cache.get(f"eval-{name}-s{seed}", key, fn)["result"]
 
     def apgd_probe(self, name: str, ckpt: Path) -> dict[str, float]:
         """Clean and APGD-CE accuracy (%) on the subset (the sweeps' cheaper attack)."""
         from pagstore.evaluation.apgd_sweep import apgd_accuracy
-        from pagstore.training.checkpoint import load_classifier
 
         sw = self.p.sweeps
 
         def fn() -> dict[str, float]:
-            model, _ = load_classifier(ckpt)
+            model, _ = self.load(ckpt)
             with torch.no_grad():
                 clean = (model(self.x).argmax(1) == self.y).float().mean().item() * 100
             adv = apgd_accuracy(model, self.x, self.y, norm=sw.norm, eps=self.eps(sw.norm), n_iter=sw.apgd_iter) * 100
             return {"clean": clean, "apgd": adv}
 
-        key = {"ckpt": _file_key(ckpt), "norm": sw.norm, "n_iter": sw.apgd_iter, "subset": self.subset.tolist()}
+        key = {"ckpt": self.ckpt_key(ckpt), "norm": sw.norm, "n_iter": sw.apgd_iter, "subset": self.subset.tolist()}
         return self.cache.get(f"apgd-{name}", key, fn)["result"]
 
     def distilled(self, name: str, source: str, overrides: dict[str, Any], checkpoint: Path | None) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pagstore.config import read_yaml
-from pagstore.evidence.experiment import Experiment, _file_key
+from pagstore.evidence.experiment import Experiment
 from pagstore.training.objectives import ObjectiveSpec
 
 
@@ -60,7 +60,6 @@ def source_costs(ex: Experiment, results: dict[str, Any]) -> dict[str, Any]:
 def run_attack_checks(ex: Experiment, results: dict[str, Any], ckpts: dict) -> dict[str, Any]:
     """Checks on the most robust PAG candidate (mean AA, first norm) and the AT model, at one seed."""
     from pagstore.evaluation.attack_checks import attack_strength_checks
-    from pagstore.training.checkpoint import load_classifier
 
     ac = ex.p.attack_checks
     norm = ac.norm
@@ -69,20 +68,26 @@ def run_attack_checks(ex: Experiment, results: dict[str, Any], ckpts: dict) -> d
         return float(np.mean([np.mean(s["aa"][norm]) for s in results["methods"][m]["seeds"].values()]))
 
     pag = max(ac.pag_candidates, key=mean_aa)
-    adv = {m: torch.load(ex.work / "adv" / f"{m}-s{ac.seed}-{norm}.pt") for m in (pag, ac.at)}
+    def adv(m: str) -> torch.Tensor:  # read only when a check runs (adv/ is not committed)
+        path = ex.work / "adv" / f"{m}-s{ac.seed}-{norm}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: AutoAttack examples of {m} are gone; delete "
+                                    f"{ex.cache.path(f'eval-{m}-s{ac.seed}')} to recompute them")
+        return torch.load(path)
+
     out: dict[str, Any] = {"pag": pag, "at": ac.at, "seed": ac.seed, "norm": norm, "models": {}}
     for m, other in ((pag, ac.at), (ac.at, pag)):
         ckpt = ckpts[m, ac.seed]
         aa_flags = torch.tensor(results["methods"][m]["seeds"][ac.seed]["aa"][norm])
 
         def fn(m: str = m, other: str = other, ckpt: Path = ckpt, aa_flags: torch.Tensor = aa_flags) -> dict:
-            model, _ = load_classifier(ckpt)
+            model, _ = ex.load(ckpt)
             return attack_strength_checks(model, ex.x, ex.y, aa_flags, norm=norm, eps=ex.eps(norm),
-                                          transfer_from=adv[other], tolerance=ac.tolerance,
+                                          transfer_from=adv(other), tolerance=ac.tolerance,
                                           apgd_iter=ac.apgd_iter, apgd_restarts=ac.apgd_restarts,
                                           square_queries=ac.square_queries, pgd_steps=ac.pgd_steps, seed=ac.seed)
 
-        key = {"ckpt": _file_key(ckpt), "checks": ac, "other": other, "subset": ex.subset.tolist()}
+        key = {"ckpt": ex.ckpt_key(ckpt), "checks": ac, "other": other, "subset": ex.subset.tolist()}
         out["models"][m] = ex.cache.get(f"checks-{m}-s{ac.seed}", key, fn)["result"]
         out["models"][m]["transfer_from"] = other
     return out

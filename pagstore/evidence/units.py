@@ -53,7 +53,7 @@ class UnitCache:
                "result": result}
         write_json(p, rec)
         self.ran.append(name)
-        return rec
+        return json.loads(p.read_text())  # as a rerun will see it (JSON types, key order)
 
     def all_records(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.dir.glob("*.json"))]
