@@ -100,19 +100,28 @@ def write_report(ex: Any, results: dict[str, Any]) -> str:
     md += ["", "### Alignment against robustness", "",
            f"Spearman correlation of each metric with AA {norm0} robust accuracy across all (method, seed) pairs, "
            "with a pair-bootstrap 95% interval:", "", "| metric | Spearman | pairs | verdict |", "|---|---|---|---|"]
+    holding: list[str] = []
+    failing: list[str] = []
     pairs = [(s["metrics"], float(np.mean(s["aa"][norm0])) * 100) for r in methods.values() for s in r["seeds"].values()]
     for key, label in METRICS:
         xs = [mt.get(key) for mt, _ in pairs]
         ok = [i for i, v in enumerate(xs) if isinstance(v, (int, float))]
         if len(ok) < 3:
             md.append(f"| {label} | - | {len(ok)} | too few pairs |")
+            failing.append(label)
             continue
         iv = spearman_interval([xs[i] for i in ok], [pairs[i][1] for i in ok], n_boot=n_boot)
         if not np.isfinite(iv.mean):
             md.append(f"| {label} | undefined (a constant side) | {len(ok)} | not distinguishable from 0 |")
+            failing.append(label)
             continue
         word = "correlates" if iv.lo > 0 else ("anti-correlates" if iv.hi < 0 else "not distinguishable from 0")
         md.append(f"| {label} | {iv.fmt(3)} | {len(ok)} | {word} |")
+        (holding if word == "correlates" else failing).append(label)
+
+    md += ["", f"- **Alignment correlates with robustness**: holds on digits for "
+               f"{', '.join(holding) or 'no metric'}; not shown for {', '.join(failing) or 'no metric'} "
+               "(Spearman interval above 0 or not)."]
 
     cal = results.get("gradnorm_calibration")
     if cal:

@@ -82,6 +82,7 @@ def test_make_evidence_tiny_end_to_end(tmp_path: Path) -> None:
     assert "Commit:" in md and "Measured runtime:" in md
     # one verdict per claim, each either an interval-backed "beats" or "not distinguishable"
     claims = [line for line in md.splitlines() if line.startswith("- **") and "->" in line]
+    assert "- **Alignment correlates with robustness**: holds on digits for " in md
     assert len(claims) == 7
     assert all((" beats " in c) or ("not distinguishable" in c) for c in claims)
     for png in ("lambda_pag-sbg.png", "lambda_pag-cm.png", "sbg_t.png"):
