@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pagstore.config import load_section
+from pagstore.config import load_section, read_yaml
 from pagstore.evidence.config import EvidenceParams
 from pagstore.evidence.experiment import Experiment
 from pagstore.evidence.steps import calibrate_gradnorm, run_attack_checks, source_costs
@@ -83,9 +83,13 @@ def run_experiment(params_path: Path, root: Path = Path("."), skip_upstream: boo
     if sw.sbg_t:
         spec = p.methods[sw.sbg_t_method]
         rows = []
+        base_t = int(read_yaml(ex.base_path)["distill"]["sources"]["sbg"]["t"])
         for t in sw.sbg_t:
             stores = ex.distilled(f"sbg-t{t}", "sbg", {"t": int(t)}, diffusion)
-            ckpt = ex.trained(f"{sw.sbg_t_method}@t{t}", spec, sw.seed, stores=stores)
+            if int(t) == base_t and spec.store == "sbg" and (sw.sbg_t_method, sw.seed) in ckpts:
+                ckpt = ckpts[sw.sbg_t_method, sw.seed]  # the base store's model: same gradients, same recipe
+            else:
+                ckpt = ex.trained(f"{sw.sbg_t_method}@t{t}", spec, sw.seed, stores=stores)
             rows.append({"t": int(t), **ex.apgd_probe(f"{sw.sbg_t_method}@t{t}-s{sw.seed}", ckpt)})
         results["sweeps"]["sbg_t"] = {"method": sw.sbg_t_method, "rows": rows}
 
