@@ -123,7 +123,9 @@ class Experiment:
                               "input_grad_norm": input_grad_norm(model, xm, ym)}
             return out
 
-        key = {"ckpt": self.ckpt_key(ckpt), "eval": ev, "subset": self.subset.tolist(), "keep_adv": keep_adv}
+        # n_boot only shapes the report's intervals: changing it must not redo any AutoAttack
+        settings = {k: v for k, v in dataclasses.asdict(ev).items() if k != "n_boot"}
+        key = {"ckpt": self.ckpt_key(ckpt), "eval": settings, "subset": self.subset.tolist(), "keep_adv": keep_adv}
         return self.cache.get(f"eval-{name}-s{seed}", key, fn)["result"]
 
     def apgd_probe(self, name: str, ckpt: Path) -> dict[str, float]:
