@@ -88,7 +88,7 @@ def test_make_evidence_tiny_end_to_end(tmp_path: Path) -> None:
     for png in ("lambda_pag-sbg.png", "lambda_pag-cm.png", "sbg_t.png"):
         assert (root / "reports/evidence" / png).read_bytes()[:4] == b"\x89PNG"
     assert "| model | AutoAttack | attack |" in md and "transfer from at-l2" in md
-    assert "PGD (upper bound)" in md and "Spearman" in md
+    assert "PGD (upper bound)" in md and "Spearman" in md and "- **No attack finds more than 2 points below" in md
     # a rerun reuses every unit and rewrites the same report numbers, even without the uncommitted
     # checkpoints, stores and adversarial examples (what a fresh clone of the committed results has)
     for big in ("models", "stores", "adv"):
