@@ -24,7 +24,8 @@ def build_store(name: str, source_params: dict[str, Any], common: DistillCommon,
     """Build, export and verify the store of source ``name`` at ``out``; return the verify report as a dict.
 
     ``prepared`` holds ``train.npz`` / ``test.npz``; ``split_name`` "test" distils the first ``num_test``
-    test images. ``classifier``: the noisy-classifier checkpoint of source ``nac``. With ``plots_cfg`` and ``plots_dir`` the figures are drawn into ``plots_dir``.
+    test images. ``classifier``: the noisy-classifier checkpoint of source ``nac``. With ``plots_cfg`` and
+    ``plots_dir`` the figures are drawn into ``plots_dir``.
     """
     from pagstore.shards import export_webdataset
     from pagstore.verify import verify_store

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pagstore.config import load_section, read_yaml
+from pagstore.profiles import effective_params, load_effective
 from pagstore.evidence.config import EvidenceParams
 from pagstore.evidence.units import UnitCache
 from pagstore.training.objectives import ObjectiveSpec
@@ -28,7 +29,8 @@ class Experiment:
         self.params_path = Path(params_path)
         self.p = load_section(self.params_path, "evidence", EvidenceParams)
         self.base_path = self.root / self.p.base_params
-        self.common = load_section(self.base_path, "train", TrainSection).common
+        # the effective recipe: the profile's recipe merged under the stage sections, as the stages see it
+        self.common = load_effective(self.base_path, "train", TrainSection).common
         self.profile = read_yaml(self.base_path).get("profile")
         self.budget = load_section(self.base_path, f"datasets.{self.profile}.eval", EvalBudget)
         paths = self.p.paths
@@ -150,8 +152,8 @@ class Experiment:
         from pagstore.distill.build import build_store
         from pagstore.distill.config import DistillCommon
 
-        base = read_yaml(self.base_path)["distill"]
-        common = load_section(self.base_path, "distill.common", DistillCommon)
+        base = effective_params(self.base_path)["distill"]
+        common = load_effective(self.base_path, "distill.common", DistillCommon)
         src = {**base["sources"].get(source, {}), **overrides}
         stores = self.work / "stores" / name
         kw = {"diffusion": checkpoint} if source == "sbg" else {"classifier": checkpoint}

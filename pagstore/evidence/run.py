@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pagstore.config import load_section, read_yaml
+from pagstore.config import load_section
+from pagstore.profiles import effective_params
 from pagstore.evidence.config import EvidenceParams
 from pagstore.evidence.experiment import Experiment
 from pagstore.evidence.steps import calibrate_gradnorm, run_attack_checks, source_costs
@@ -83,7 +84,7 @@ def run_experiment(params_path: Path, root: Path = Path("."), skip_upstream: boo
     if sw.sbg_t:
         spec = p.methods[sw.sbg_t_method]
         rows = []
-        base_t = int(read_yaml(ex.base_path)["distill"]["sources"]["sbg"]["t"])
+        base_t = int(effective_params(ex.base_path)["distill"]["sources"]["sbg"]["t"])
         for t in sw.sbg_t:
             stores = ex.distilled(f"sbg-t{t}", "sbg", {"t": int(t)}, diffusion)
             if int(t) == base_t and spec.store == "sbg" and (sw.sbg_t_method, sw.seed) in ckpts:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pagstore.config import read_yaml
+from pagstore.profiles import effective_params
 from pagstore.evidence.experiment import Experiment
 from pagstore.training.objectives import ObjectiveSpec
 
@@ -51,7 +51,7 @@ def source_costs(ex: Experiment, results: dict[str, Any]) -> dict[str, Any]:
     diffusion = ex.root / ex.p.paths.diffusion
     if diffusion.is_file():
         # the same unit as the SBG-t sweep's store at the base t (so it is distilled once)
-        t = int(read_yaml(ex.base_path)["distill"]["sources"]["sbg"]["t"])
+        t = int(effective_params(ex.base_path)["distill"]["sources"]["sbg"]["t"])
         ex.distilled(f"sbg-t{t}", "sbg", {"t": t}, diffusion)
         out["sbg_distill_cpu_seconds"] = json.loads(ex.cache.path(f"distill-sbg-t{t}").read_text())["cpu_seconds"]
     return out

@@ -71,7 +71,7 @@ def test_make_evidence_tiny_end_to_end(tmp_path: Path) -> None:
     md = (root / "reports/evidence.md").read_text()
     results = json.loads((root / "evidence/run/results.json").read_text())
     methods = set(results["methods"])
-    assert methods == {"vanilla", "pag-sbg", "pag-nac", "pag-cm", "at-l2", "at-l2+pag-sbg", "pag-random",
+    assert methods == {"vanilla", "pag-sbg", "pag-nac", "pag-cm", "at-l2", "at-l2-pag-sbg", "pag-random",
                        "pag-shuffled", "gradnorm"}
     for m in methods:  # every method: 2 seeds x the same 12 images
         seeds = results["methods"][m]["seeds"]
