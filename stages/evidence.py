@@ -11,7 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
+from pagstore.errors import user_errors
 
+
+@user_errors("evidence")
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--params", type=Path, required=True, help="evidence params file (evidence/params.yaml)")

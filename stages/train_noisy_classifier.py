@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+from pagstore.errors import user_errors
+
 from pagstore.atomic import write_json
 from pagstore.config import load_section
 from pagstore.data.prepared import load_split
@@ -31,6 +33,7 @@ def run(params: Path, prepared: Path, checkpoint: Path, metrics: Path) -> dict:
     return out
 
 
+@user_errors("train_noisy_classifier")
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--params", type=Path, required=True)

@@ -46,3 +46,13 @@ def test_unit_cache_reuses_only_a_matching_key(tmp_path):
     assert cache.get("train-a-s0", {"lam": 2}, fn)["result"] == {"v": 2}  # changed setting: redone
     rec = UnitCache(tmp_path).get("train-a-s0", {"lam": 2}, fn)
     assert rec["result"] == {"v": 2} and rec["seconds"] >= 0 and len(calls) == 2
+
+
+def test_stage_reports_a_bad_params_file_in_one_line(tmp_path):
+    from stages.evidence import main
+
+    raw = yaml.safe_load((REPO / "evidence/tiny.yaml").read_text())
+    raw["evidence"]["seeds"] = [0, 0]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit, match="distinct"):
+        main(["--params", str(tmp_path / "p.yaml"), "--root", str(tmp_path), "--skip-upstream"])
