@@ -27,7 +27,7 @@ TINY_EVAL = {
 OVERRIDES = {
     "profile": "cifar10",
     "train": {"common": {"model": "small-cnn", "model_kwargs": {"width": 4}, "epochs": 1, "milestones": [1],
-                         "batch_size": 8, "crop_pad": 1, "eval_samples": 4, "align_samples": 4}},
+                         "batch_size": 32, "crop_pad": 1, "eval_samples": 4, "align_samples": 4}},
     "evaluate": TINY_EVAL,
     "external_models": {"sbg-rn18": {"checkpoint": "data/paper/rn18_sbg.pt", "layout": "pag-rob",
                                      "arch": "resnet18"}},
@@ -50,7 +50,7 @@ def _sbg_test_store(root: Path) -> None:
 
 def test_readme_paper_workflow_on_fakes(tmp_path: Path) -> None:
     root = dvc_project(tmp_path, OVERRIDES)
-    make_cifar(root / "data/raw", "cifar10", "python", per_batch=3)
+    make_cifar(root / "data/raw", "cifar10", "python", per_batch=20)  # 100 images: every class present
     run_documented("dvc repro -s prepare", cwd=root)
     train = load_split(root / "data/prepared/train.npz")
     _, _, order, data = make_gradient_set(root / "data/paper", train)
