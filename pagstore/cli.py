@@ -50,9 +50,11 @@ def inspect(path: StorePath, as_json: JsonFlag = False) -> None:
         return
     spec = info["spec"]
     t = Table(title=f"gradient store {store.location}", show_header=False)
-    for key in ("format_version", "num_samples", "sample_shape", "image_dtype", "grad_dtype", "pixel_space",
-                "samples_per_shard", "created_by", "created_at"):
-        t.add_row(key, str(spec[key]))
+    for key in ("format_version", "num_samples", "sample_shape", "image_dtype", "grad_dtype", "grad_codec",
+                "num_target_classes", "class_selection", "pixel_space", "samples_per_shard", "created_by",
+                "created_at"):
+        if key in spec:  # v1 has created_at; v2 has the codec and the K-of-C layout
+            t.add_row(key, str(spec[key]))
     ds = spec["dataset"]
     t.add_row("dataset", f"{ds['name']} ({ds['split']}), {len(ds['class_names'])} classes, {ds['fingerprint']}")
     t.add_row("source", json.dumps(spec["source"], sort_keys=True))
@@ -104,12 +106,13 @@ def _grad_norms(store: Any, done: np.ndarray) -> list[dict[str, Any]]:
     norms: list[list[np.ndarray]] = [[] for _ in range(c)]
     for k in np.flatnonzero(done):
         try:
-            g = store.read(store.shard_slice(int(k)))[2].astype(np.float32)
+            sl = store.shard_slice(int(k))
+            g, classes = store.read(sl)[2].astype(np.float32), store.read_classes(sl)
         except StoreDataError as exc:
             _fail(str(exc), code=1)
-        n = np.sqrt((g.reshape(g.shape[0], c, -1) ** 2).sum(-1))  # (n, C)
-        for j in range(c):
-            norms[j].append(n[:, j])
+        n = np.sqrt((g.reshape(g.shape[0], g.shape[1], -1) ** 2).sum(-1))  # (n, K)
+        for j in range(c):  # K < C stores: the norms of the samples that hold class j
+            norms[j].append(n[classes == j])
     rows = []
     for j, name in enumerate(store.spec.dataset.class_names):
         v = np.concatenate(norms[j]) if norms[j] else np.zeros(0)
@@ -122,7 +125,7 @@ def _grad_norms(store: Any, done: np.ndarray) -> list[dict[str, Any]]:
 @app.command()
 def verify(path: StorePath, as_json: JsonFlag = False) -> None:
     """Check the spec, completeness, every shard's data and the export checksums; exit 1 on any problem."""
-    from pagstore.store import verify_store
+    from pagstore.verify import verify_store
 
     report = verify_store(path)
     if as_json:
