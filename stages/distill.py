@@ -39,11 +39,16 @@ class DistillCommon:
     workers: int
     seed: int
     device: str = "cpu"
+    num_target_classes: int | None = None  # K target classes per sample (null = all C; store format v2)
+    grad_codec: Literal["raw", "int8"] = "raw"  # "raw" = grad_dtype values; "int8" = int8 + scale per class
+    export_webdataset: bool = True  # also write the webdataset export (shards/); false = zarr only
 
     def validate(self) -> None:
         for key, low in (("samples_per_shard", 1), ("batch_size", 1), ("workers", 0)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")
+        if self.num_target_classes is not None and self.num_target_classes < 1:
+            raise ValueError(f"num_target_classes must be >= 1 or null, got {self.num_target_classes}")
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,13 @@ def run_distill(
     result = distill(out, split, recipe, indices=indices, samples_per_shard=common.samples_per_shard,
                      grad_dtype=common.grad_dtype, batch_size=common.batch_size, scheduler=common.scheduler,
                      workers=common.workers, split_name=split_name, source=source,
-                     replace_mismatched=True)
+                     replace_mismatched=True,
+                     # the test store is evaluation's reference for every class: always all C
+                     num_target_classes=common.num_target_classes if split_name == "train" else None,
+                     grad_codec=common.grad_codec, class_seed=common.seed)
     print(f"distill {name}: {len(result.shards_computed)}/{result.num_shards} shards in {result.seconds:.1f} s")
-    export_webdataset(out)
+    if common.export_webdataset:
+        export_webdataset(out)
     report = verify_store(out)
     if not report.ok:
         raise SystemExit(f"{out}: store verification failed: {report.to_dict()}")

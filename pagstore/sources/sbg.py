@@ -124,6 +124,23 @@ class ScoreBasedSource(GradientSource):
         score = -eps / float(np.sqrt(1.0 - self.alphabar))
         return (PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:])).cpu()
 
+    def _compute_classes(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                         classes: torch.Tensor) -> torch.Tensor:
+        """Only the K asked classes: K + 1 rows per image (its K labels, then "no class") instead of C + 1."""
+        b, k, c, fb = x.shape[0], classes.shape[1], self.num_classes, self.params.forward_batch
+        x_t = self.noisy(x, indices).to(self.device)
+        n_pad = -b % fb  # whole forwards of a fixed shape, as in _compute
+        x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
+        y_all = torch.cat([classes, torch.full((b, 1), c, dtype=torch.int64)], dim=1)  # (B, K + 1)
+        y_all = torch.cat([y_all, torch.full((n_pad, k + 1), c, dtype=torch.int64)]).to(self.device)
+        t = torch.full((fb * (k + 1),), self.params.t, dtype=torch.int64, device=self.device)
+        eps = torch.cat([
+            self.eps_fn(x_t[i : i + fb].repeat_interleave(k + 1, dim=0), t, y_all[i : i + fb].reshape(-1)).float()
+            for i in range(0, b + n_pad, fb)
+        ])[: b * (k + 1)].reshape(b, k + 1, *x.shape[1:])
+        score = -eps / float(np.sqrt(1.0 - self.alphabar))
+        return (PIXEL_CHAIN_RULE * (score[:, :k] - score[:, k:])).cpu()
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -82,6 +82,7 @@ def objective_loss(
     augment: Augmentation | None = None,
     clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss for one batch and its terms (floats, for logging).
 
@@ -90,6 +91,7 @@ def objective_loss(
             (required when ``spec.store`` is set, ignored otherwise).
         augment: per-sample augmentation applied inside the graph (images only).
         clamp: valid input range for adversarial examples, None for vector data.
+        classes: (B, K) class ids of ``grads`` from a K < C store (None: K = C, slot c is class c).
     Returns:
         (scalar loss with graph, {"loss", "ce", "adv", "pag", "acc"}).
     """
@@ -100,11 +102,18 @@ def objective_loss(
             raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
         c = grads.shape[1]
         k = c if spec.k_classes is None else spec.k_classes  # k <= C is checked by train_method
-        targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
+        stored = classes is not None
+        if stored:  # K-of-C store: k <= K of its classes, the true class (slot 0) always
+            k = min(k, c)
+            slots = sample_target_classes(torch.zeros_like(y), c, k, generator) if k < c else \
+                torch.arange(c).expand(len(y), c)
+            targets = classes.gather(1, slots.to(classes.device))
+        else:
+            targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None
         pag, rep_logits = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps,
-                                             return_logits=True)
+                                             return_logits=True, classes=classes if stored else None)
         if spec.objective == "pag":
             # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
             # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.
