@@ -221,5 +221,9 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
+from pagstore.cli_migrate import register as _register_migrate  # noqa: E402
+
+_register_migrate(app)
+
 if __name__ == "__main__":
     app()
