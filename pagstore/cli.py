@@ -185,7 +185,8 @@ def show(path: StorePath,
         images, labels, grads = store.read(np.asarray(rows))
     except StoreDataError as exc:
         _fail(str(exc), code=1)
-    fig = _grid_figure(images, labels, grads, store.spec.dataset.class_names)
+    names = store.spec.dataset.class_names  # the column titles are row 0's classes (K < C: its own K)
+    fig = _grid_figure(images, labels, grads, tuple(names[c] for c in store.read_classes(rows[:1])[0]))
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     out.print(f"wrote {output}")

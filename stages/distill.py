@@ -155,8 +155,9 @@ def draw(cfg: DistillPlots, name: str, store_path: Path, split: PreparedSplit, s
             plots.vector_field(split.as_float(store.read_index(pts)), lab, g.astype(np.float32),
                                plots_dir / f"{name}.png", f"{name} gradients")
         return
-    plots.gradient_grid(x, grads.astype(np.float32), split.class_names, plots_dir / f"{name}.png",
-                        f"{name}: samples and their {split.num_classes} target-class gradients",
+    names = [split.class_names[c] for c in store.read_classes([0])[0]]  # titles: row 0's classes (all C if K = C)
+    plots.gradient_grid(x, grads.astype(np.float32), names, plots_dir / f"{name}.png",
+                        f"{name}: samples and their {grads.shape[1]} target-class gradients",
                         [f"y={int(y)}" for y in labels])
     if name == "sbg":
         idx = store.read_index(np.arange(n))
