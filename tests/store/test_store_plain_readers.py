@@ -103,3 +103,23 @@ def test_committed_v1_fixture_reads_with_plain_zarr_and_pagstore(tmp_path) -> No
     np.testing.assert_array_equal(store.read_classes([3, 1]), [[0, 1, 2], [0, 1, 2]])
     report = verify_store(path)
     assert report.ok and report.export_checked, report.to_dict()
+
+
+def test_plain_webdataset_decodes_int8_k_of_c(tmp_path, monkeypatch) -> None:
+    """docs/store-format.md's plain-webdataset recipe for a v2 int8, K < C export."""
+    import store_fixtures
+
+    monkeypatch.setattr(store_fixtures, "VARIANT", dict(store_fixtures.VARIANTS["v2-K2-int8"]))
+    path = tmp_path / "s"
+    filled_store(path, num_samples=20, samples_per_shard=8)
+    index = export_webdataset(path, samples_per_tar=6)
+    exp = expected(20, 8, (1, 4, 4))
+    urls = [str(path / "shards" / s["name"]) for s in index["shards"]]
+    grads, classes = [], []
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():
+        g = sample["grads.npy"]
+        assert g.dtype == np.int8
+        grads.append(g.astype("float32") * sample["grad_scales.npy"][:, None, None, None])
+        classes.append(sample["classes.npy"])
+    np.testing.assert_array_equal(np.stack(grads).astype(np.float16), exp["grads"].astype(np.float16))
+    np.testing.assert_array_equal(np.stack(classes), exp["classes"])
