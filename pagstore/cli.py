@@ -185,14 +185,16 @@ def show(path: StorePath,
         images, labels, grads = store.read(np.asarray(rows))
     except StoreDataError as exc:
         _fail(str(exc), code=1)
-    names = store.spec.dataset.class_names  # the column titles are row 0's classes (K < C: its own K)
-    fig = _grid_figure(images, labels, grads, tuple(names[c] for c in store.read_classes(rows[:1])[0]))
+    names = store.spec.dataset.class_names
+    columns = tuple(names[c] for c in store.read_classes(rows[:1])[0])  # row 0's classes (K < C: its own K)
+    fig = _grid_figure(images, labels, grads, names, columns)
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     out.print(f"wrote {output}")
 
 
-def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, class_names: tuple[str, ...]) -> Any:
+def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, class_names: tuple[str, ...],
+                 columns: tuple[str, ...] | None = None) -> Any:
     """images (n, ch, H, W), grads (n, C, ch, H, W) -> matplotlib figure of n rows x (1 + C) panels."""
     import matplotlib
 
@@ -208,7 +210,7 @@ def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, clas
         lo, hi = g.min(), g.max()  # one scale for the C gradients of this image: relative strength shows
         g = (g - lo) / (hi - lo) if hi > lo else np.full_like(g, 0.5)
         for j in range(c):
-            _panel(axes[i, j + 1], g[j], class_names[j] if i == 0 else "")
+            _panel(axes[i, j + 1], g[j], (columns or class_names)[j] if i == 0 else "")
     fig.tight_layout()
     return fig
 

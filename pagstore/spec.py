@@ -60,7 +60,7 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """The parsed attributes of a format-v1 store.
+    """The parsed attributes of a store (format v2, or v1: then K = C, codec "raw", and created_at is kept).
 
     Attributes:
         num_samples: N, rows of every per-sample array.
