@@ -138,9 +138,13 @@ def pag_alignment_loss(
     return (loss, logits) if return_logits else loss
 
 
-def _stored_classes_loss(model, x, target_grads, classes, target_classes, k_classes, augment, eps, generator,
-                         create_graph, return_logits):
-    """pag_alignment_loss for a K-of-C store: align class ids, read each one's slot in ``classes``."""
+def _stored_classes_loss(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_grads: torch.Tensor,
+    classes: torch.Tensor, target_classes: torch.Tensor | None, k_classes: int | None, augment: Augment | None,
+    eps: float, generator: torch.Generator | None, create_graph: bool, return_logits: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """pag_alignment_loss for a K-of-C store: x (B, *S), target_grads (B, K, *S), classes (B, K); the targets
+    (B, T) are class ids, each read from its slot in ``classes``."""
     b, k = classes.shape
     if target_classes is None:
         slots = (sample_target_classes(torch.zeros(b, dtype=torch.long, device=classes.device), k, k_classes,
