@@ -8,6 +8,7 @@ batches.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
@@ -42,9 +43,13 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
     uniform permutation decodes nearly every chunk for every batch. The zarr handle is reopened per worker.
     """
 
-    def __init__(self, path: str | Path, *, with_classes: bool = False) -> None:
+    def __init__(self, path: str | Path, *, with_classes: bool = False, cache_bytes: int = 256 << 20) -> None:
         self.path = location_str(path)
         self.with_classes = with_classes
+        # Whole decoded shards, least recently used last out: a shuffled batch touches many shards, and
+        # without the cache each touched chunk would be decoded again for every batch that touches it.
+        self.cache_bytes = cache_bytes
+        self._cache: collections.OrderedDict[int, tuple[np.ndarray, ...]] = collections.OrderedDict()
         store = open_store(self.path, "r")
         missing = store.missing_shards()
         if missing:
@@ -63,16 +68,52 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_store": None}
+        return {**self.__dict__, "_store": None, "_cache": collections.OrderedDict()}
+
+    def _shard(self, store: GradientStore, k: int) -> tuple[np.ndarray, ...]:
+        """Shard ``k`` read whole and decoded: (images, labels, grads[, classes]), from the cache if there."""
+        hit = self._cache.get(k)
+        if hit is not None:
+            self._cache.move_to_end(k)
+            return hit
+        sl = store.shard_slice(k)
+        arrays = store.read(sl)
+        arrays = (*arrays, store.read_classes(sl)) if self.with_classes else arrays
+        size = sum(a.nbytes for a in arrays)
+        if size <= self.cache_bytes:
+            while self._cache and sum(a.nbytes for v in self._cache.values() for a in v) + size > self.cache_bytes:
+                self._cache.popitem(last=False)
+            self._cache[k] = arrays
+        return arrays
 
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
         """Rows ``indices`` as stacked tensors: images (B, *S), labels (B,), grads (B, K, *S) (and the classes
         (B, K) of the grads with ``with_classes``)."""
         rows = np.asarray(indices, dtype=np.int64)
         store = self._get_store()
-        images, labels, grads = store.read(rows)
-        out = (to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float())
-        return (*out, torch.from_numpy(store.read_classes(rows))) if self.with_classes else out
+        if self.cache_bytes <= 0 or rows.size == 0:
+            images, labels, grads = store.read(rows)
+            out = (to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float())
+            return (*out, torch.from_numpy(store.read_classes(rows))) if self.with_classes else out
+        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
+            bad = int(rows[(rows < -len(self)) | (rows >= len(self))][0])
+            raise IndexError(f"{self.path}: sample index {bad} out of range [0, {len(self)})")
+        rows = rows % len(self) if rows.size else rows
+        sps = self.spec.samples_per_shard
+        shard_of = rows // sps
+        parts: list[list[np.ndarray]] = []
+        out_pos = []
+        for k in np.unique(shard_of):
+            pos = np.flatnonzero(shard_of == k)
+            arrays = self._shard(store, int(k))
+            local = rows[pos] - int(k) * sps
+            parts.append([a[local] for a in arrays])
+            out_pos.append(pos)
+        order = np.argsort(np.concatenate(out_pos), kind="stable")  # back to the asked order
+        cols = [np.concatenate([p[j] for p in parts])[order] if len(parts) > 1 else parts[0][j]
+                for j in range(4 if self.with_classes else 3)]
+        out = (to_model_space(cols[0]), torch.from_numpy(cols[1].astype(np.int64)), torch.from_numpy(cols[2]).float())
+        return (*out, torch.from_numpy(cols[3])) if self.with_classes else out
 
     def __getitem__(self, i: int | Sequence[int]) -> Batch:
         """One sample, or, given a list of indices (a BatchSampler's output), the stacked batch."""

@@ -182,8 +182,11 @@ class GradientStore:
         if int8:
             from pagstore.codec import decode_int8
 
+            # q * scale is finite iff the scale is (q is an int8): check the (n, K) scales, not n*K*D values
+            check_values(self.spec, uniq, arrays[0], arrays[1], arrays[3], self.location)
             arrays = arrays[:2] + [decode_int8(arrays[2], arrays[3], self.spec.grad_dtype)]
-        check_values(self.spec, uniq, *arrays, self.location)
+        else:
+            check_values(self.spec, uniq, *arrays, self.location)
         images, labels, grads = arrays if inverse is None else (a[inverse] for a in arrays)
         return images, labels, grads
 

@@ -130,3 +130,21 @@ def test_migrate_to_int8_keeps_directions(tmp_path: Path) -> None:
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cos.min() > 0.999
     assert verify_store(tmp_path / "s").ok
+
+
+def test_zarr_dataset_shard_cache_gives_the_same_batches_and_stays_bounded(tmp_path: Path, monkeypatch) -> None:
+    from pagstore.loaders import ZarrGradientDataset
+
+    monkeypatch.setattr(store_fixtures, "VARIANT", dict(store_fixtures.VARIANTS["v2-K2-int8"]))
+    filled_store(tmp_path / "s", num_samples=40, samples_per_shard=8)
+    order = np.random.default_rng(0).permutation(40).tolist() + [3, 3, 39]
+    cached = ZarrGradientDataset(tmp_path / "s", with_classes=True, cache_bytes=3000)
+    plain = ZarrGradientDataset(tmp_path / "s", with_classes=True, cache_bytes=0)
+    for start in range(0, len(order), 7):
+        rows = order[start:start + 7]
+        for a, b in zip(cached.read_batch(rows), plain.read_batch(rows)):
+            assert a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+        assert sum(x.nbytes for v in cached._cache.values() for x in v) <= 3000
+    assert 0 < len(cached._cache) < 5  # bounded: not every shard is kept
+    exp = expected(40, 8, (1, 4, 4))
+    np.testing.assert_array_equal(cached.read_batch([17])[3].numpy(), exp["classes"][[17]])
