@@ -6,7 +6,7 @@ all C classes (C + 1 model rows per image) and K = 10 seeded classes (K + 1 rows
 process CPU seconds and wall seconds, interleaved, best of ``--repeats``. Expected: about 1/10 of both
 (11 / 101 = 0.11 of the model rows; bytes scale with K).
 
-    python benchmarks/bench_store_classes.py [--n 32] [--k 10] [--repeats 1] [--grad-codec raw]
+    python benchmarks/bench_store_classes.py [--n 16] [--k 10] [--repeats 1] [--grad-codec raw]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run(tmp: Path, split: PreparedSplit, recipe: SourceRecipe, source, k: int | 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--grad-codec", default="raw", choices=["raw", "int8"])
