@@ -224,8 +224,11 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
+# Verbs with their own module (one job per file), registered here.
+from pagstore.cli_config import config as _config  # noqa: E402
 from pagstore.cli_migrate import register as _register_migrate  # noqa: E402
 
+app.command("config")(_config)
 _register_migrate(app)
 
 if __name__ == "__main__":
