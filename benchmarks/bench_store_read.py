@@ -5,6 +5,8 @@ All three produce the same thing a training loop consumes: batches of float32 to
 uncompressed uint8/int64/float16 arrays from one .npy each and converts; the zarr store decodes its
 zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm the page cache, then all are
 timed in interleaved rounds (best of). Goal: each layout >= 0.5x the memmap throughput.
+Rows: the float16 store (format v2 with codec raw holds the same bytes as v1: the old rows) and, new, the
+same gradients in a v2 store with the int8 direction codec (decoded to float32 by the reader).
 
     python benchmarks/bench_store_read.py [--n 2048] [--batch-size 256] [--repeats 3]
 """
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_store_size import C, class_mean_gradients, natural_images  # noqa: E402
 
 
-def build(workdir: Path, n: int) -> Path:
+def build(workdir: Path, n: int, grad_codec: str = "raw") -> Path:
     from pagstore.shards import export_webdataset
     from pagstore.store import create_store
 
@@ -34,10 +36,11 @@ def build(workdir: Path, n: int) -> Path:
     grads = class_mean_gradients(images, labels).astype(np.float16)
     for name, arr in (("images", images), ("labels", labels), ("grads", grads)):
         np.save(workdir / f"{name}.npy", arr)
-    path = workdir / "store"
+    path = workdir / f"store-{grad_codec}"
     store = create_store(path, "w", num_samples=n, num_classes=C, sample_shape=(3, 32, 32),
                          dataset={"name": "photos", "fingerprint": "-", "class_names": [str(c) for c in range(C)],
-                                  "split": "bench"}, source={"name": "class-mean"})
+                                  "split": "bench"}, source={"name": "class-mean"}, grad_codec=grad_codec,
+                         grad_dtype="float16" if grad_codec == "raw" else "float32")
     for k in range(store.num_shards):
         sl = store.shard_slice(k)
         store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
@@ -96,6 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         path = build(workdir, args.n)
+        path8 = build(workdir, args.n, "int8")
         seq = np.arange(args.n)
         perm = np.random.default_rng(0).permutation(args.n)
         from pagstore.loaders import ZarrGradientDataset
@@ -109,6 +113,10 @@ def main() -> None:
             "zarr shuffled": lambda: zarr_batches(path, bs, perm),
             "zarr block-shuffled (epoch_order)": lambda: zarr_batches(path, bs, chunk_order),
             "webdataset stream (shuffled)": lambda: stream_batches(path, bs, shuffle=True, seed=0, epoch=0),
+            "int8 zarr sequential": lambda: zarr_batches(path8, bs, seq),
+            "int8 zarr shuffled": lambda: zarr_batches(path8, bs, perm),
+            "int8 zarr block-shuffled": lambda: zarr_batches(path8, bs, chunk_order),
+            "int8 webdataset stream (shuffled)": lambda: stream_batches(path8, bs, shuffle=True, seed=0, epoch=0),
         }
         rates = timed_interleaved(runs, args.repeats)
     mb = 10 * 3 * 32 * 32 * 2 / 2**20

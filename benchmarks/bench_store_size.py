@@ -1,13 +1,17 @@
-"""Bytes on disk per CIFAR-shaped gradient sample, and float16 fidelity, vs the reference layout.
+"""Bytes on disk per gradient sample, and fidelity of the stored directions, vs the reference layout.
 
 Reference (the original PAG code): one float32 torch tensor N x (C+1) x 3 x 32 x 32 (image + C gradients)
 written with torch.save. Ours: a pagstore (uint8 images, float16 grads, zstd+shuffle, crc32c).
 Gradients are realistic, not noise: the class-mean heuristic g_c = s * mean_c - x on natural images,
 either crops of the two photos shipped with scikit-learn (classes = k-means clusters of the crops) or
 scikit-learn digits upsampled to 32x32 and tiled to 3 channels (classes = digits).
-Goals: <= 0.3x the reference bytes, mean cosine(float32, float16) >= 0.999.
+``--store PATH`` instead takes real gradients from an existing store (e.g. the pipeline's SBG store
+stores/sbg, digits 1x16x16) and rewrites them under every variant.
+Rows: the format-v1 layouts (float16 / mantissa-rounded float16 / float32, old rows) beside the format-v2
+direction codec int8 (one float32 scale per sample and class), with and without the webdataset export.
+Goals: v1 <= 0.3x the reference bytes; v2 int8 <= 0.15x at mean cosine >= 0.9999, minimum >= 0.999 (issue 15).
 
-    python benchmarks/bench_store_size.py [--n 1000] [--source photos|digits|both]
+    python benchmarks/bench_store_size.py [--n 1000] [--source photos|digits|both] [--store stores/sbg]
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 C = 10
-# (name, grad_dtype, grad_mantissa_bits)
-VARIANTS = [("float16", "float16", None), ("float16-m8", "float16", 8), ("float16-m7", "float16", 7),
-            ("float32", "float32", None)]
+# (name, format_version, grad_dtype, grad_mantissa_bits, grad_codec)
+VARIANTS = [("v1 float16", 1, "float16", None, "raw"), ("v1 f16-m8", 1, "float16", 8, "raw"),
+            ("v1 f16-m7", 1, "float16", 7, "raw"), ("v1 float32", 1, "float32", None, "raw"),
+            ("v2 float16", 2, "float16", None, "raw"), ("v2 int8", 2, "float32", None, "int8")]
 
 
 def natural_images(n: int, source: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -71,34 +76,54 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def measure(n: int, source: str, workdir: Path) -> dict[str, float]:
+def store_gradients(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, labels and float32 gradients (n, C, *S) of an existing (K = C) store, e.g. stores/sbg."""
+    from pagstore.store import open_store
+
+    store = open_store(path)
+    images, labels, grads = store.read(slice(None))
+    return images, labels, grads.astype(np.float32)
+
+
+def measure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, source: str,
+            workdir: Path) -> dict[str, dict[str, float]]:
     import torch
 
+    from pagstore.shards import export_webdataset
     from pagstore.store import create_store
 
-    images, labels = natural_images(n, source)
-    grads = class_mean_gradients(images, labels)
-    ref = torch.from_numpy(np.concatenate([images[:, None].astype(np.float32) / 255.0, grads], axis=1))
+    n, c, shape = grads.shape[0], grads.shape[1], grads.shape[2:]
+    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    ref = torch.from_numpy(np.concatenate([x[:, None], grads], axis=1))
     ref_path = workdir / f"ref-{source}.pt"
     torch.save(ref, ref_path)
     ref_bytes = ref_path.stat().st_size
     out: dict[str, dict[str, float]] = {}
-    for name, dtype, bits in VARIANTS:
-        path = workdir / f"store-{source}-{name}"
+    for name, version, dtype, bits, codec in VARIANTS:
+        path = workdir / f"store-{source}-{name.replace(' ', '_')}"
         t = time.perf_counter()
-        store = create_store(path, "w", num_samples=n, num_classes=C, sample_shape=(3, 32, 32), grad_dtype=dtype,
-                             dataset={"name": source, "fingerprint": "-", "class_names": [str(c) for c in range(C)],
-                                      "split": "bench"}, source={"name": "class-mean", "scale": 1.0},
-                             grad_mantissa_bits=bits)
+        store = create_store(path, "w", num_samples=n, num_classes=c, sample_shape=shape, grad_dtype=dtype,
+                             dataset={"name": source, "fingerprint": "-", "class_names": [str(k) for k in range(c)],
+                                      "split": "bench"}, source={"name": source},
+                             image_dtype=str(images.dtype), grad_mantissa_bits=bits, grad_codec=codec,
+                             format_version=version)
         for k in range(store.num_shards):
             sl = store.shard_slice(k)
             store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
         write_s = time.perf_counter() - t
-        stored = store.read(slice(0, n))[2].astype(np.float32).reshape(n * C, -1)
-        ref = grads.reshape(n * C, -1)
-        cos = (stored * ref).sum(1) / np.maximum(np.linalg.norm(stored, axis=1) * np.linalg.norm(ref, axis=1), 1e-30)
+        t = time.perf_counter()
+        stored = store.read(slice(0, n))[2]
+        read_s = time.perf_counter() - t
+        stored = stored.astype(np.float32).reshape(n * c, -1)
+        flat = grads.reshape(n * c, -1)
+        norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(flat, axis=1)
+        keep = norms > 0
+        cos = (stored * flat).sum(1)[keep] / norms[keep]
         size = du(path)
+        export_webdataset(path)
+        export = du(path / "shards")
         out[name] = {"ratio": size / ref_bytes, "kib_per_sample": size / n / 1024, "write_s": write_s,
+                     "read_mb_s": stored.size * 4 / 1e6 / read_s, "with_export": (size + export) / ref_bytes,
                      "cos_mean": float(cos.mean()), "cos_min": float(cos.min())}
     out["reference"] = {"kib_per_sample": ref_bytes / n / 1024}
     return out
@@ -108,21 +133,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--source", choices=["photos", "digits", "both"], default="both")
+    ap.add_argument("--store", default=None, help="take real gradients from this store (e.g. stores/sbg)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
-        for source in (["photos", "digits"] if args.source == "both" else [args.source]):
-            r = measure(args.n, source, Path(tmp))
-            print(f"[{source}] N={args.n}, C={C}, 3x32x32; reference torch.save float32 (C+1) tensor: "
-                  f"{r['reference']['kib_per_sample']:.1f} KiB/sample")
-            cols = ("KiB/sample", "bytes ratio", "cos mean", "cos min", "write s")
-            print(f"  {'store':<12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (10, 12, 10, 10, 8))))
-            for name, _, _ in VARIANTS:
+        sources = [args.store] if args.store else (["photos", "digits"] if args.source == "both" else [args.source])
+        for source in sources:
+            if args.store:
+                images, labels, grads = store_gradients(args.store)
+            else:
+                images, labels = natural_images(args.n, source)
+                grads = class_mean_gradients(images, labels)
+            r = measure(images, labels, grads, Path(source).name, Path(tmp))
+            print(f"[{source}] N={grads.shape[0]}, C={grads.shape[1]}, {'x'.join(map(str, grads.shape[2:]))}; reference "
+                  f"torch.save float32 (C+1) tensor: {r['reference']['kib_per_sample']:.1f} KiB/sample")
+            cols = ("KiB/sample", "bytes ratio", "+export", "cos mean", "cos min", "write s", "read MB/s")
+            print(f"  {'store':<12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (10, 12, 8, 10, 10, 8, 10))))
+            for name, *_ in VARIANTS:
                 v = r[name]
-                print(f"  {name:<12} {v['kib_per_sample']:>10.1f} {v['ratio']:>12.3f} {v['cos_mean']:>10.7f} "
-                      f"{v['cos_min']:>10.7f} {v['write_s']:>8.2f}   (1 - mean cos = {1 - v['cos_mean']:.1e})")
+                print(f"  {name:<12} {v['kib_per_sample']:>10.2f} {v['ratio']:>12.3f} {v['with_export']:>8.3f} "
+                      f"{v['cos_mean']:>10.7f} {v['cos_min']:>10.7f} {v['write_s']:>8.2f} {v['read_mb_s']:>10.0f}"
+                      f"   (1 - mean cos = {1 - v['cos_mean']:.1e})")
                 assert math.isfinite(v["cos_mean"])
-            print("  goals: bytes ratio <= 0.3, mean cosine >= 0.999")
+            print("  goals: v1 bytes ratio <= 0.3 at mean cosine >= 0.999; v2 int8 <= 0.15 at mean cosine >= 0.9999, "
+                  "min >= 0.999")
 
 
 if __name__ == "__main__":

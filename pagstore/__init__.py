@@ -17,7 +17,7 @@ _LAZY = {
     "create_store": "pagstore.store",
     "GradientStore": "pagstore.store",
     "StoreError": "pagstore.store",
-    "verify_store": "pagstore.store",
+    "verify_store": "pagstore.verify",
     "StoreSpec": "pagstore.spec",
     "SpecError": "pagstore.spec",
     "export_webdataset": "pagstore.shards",

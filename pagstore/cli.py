@@ -52,9 +52,11 @@ def inspect(path: StorePath, as_json: JsonFlag = False) -> None:
         return
     spec = info["spec"]
     t = Table(title=f"gradient store {store.location}", show_header=False)
-    for key in ("format_version", "num_samples", "sample_shape", "image_dtype", "grad_dtype", "pixel_space",
-                "samples_per_shard", "created_by", "created_at"):
-        t.add_row(key, str(spec[key]))
+    for key in ("format_version", "num_samples", "sample_shape", "image_dtype", "grad_dtype", "grad_codec",
+                "num_target_classes", "class_selection", "pixel_space", "samples_per_shard", "created_by",
+                "created_at"):
+        if key in spec:  # v1 has created_at; v2 has the codec and the K-of-C layout
+            t.add_row(key, str(spec[key]))
     ds = spec["dataset"]
     t.add_row("dataset", f"{ds['name']} ({ds['split']}), {len(ds['class_names'])} classes, {ds['fingerprint']}")
     t.add_row("source", json.dumps(spec["source"], sort_keys=True))
@@ -106,12 +108,13 @@ def _grad_norms(store: Any, done: np.ndarray) -> list[dict[str, Any]]:
     norms: list[list[np.ndarray]] = [[] for _ in range(c)]
     for k in np.flatnonzero(done):
         try:
-            g = store.read(store.shard_slice(int(k)))[2].astype(np.float32)
+            sl = store.shard_slice(int(k))
+            g, classes = store.read(sl)[2].astype(np.float32), store.read_classes(sl)
         except StoreDataError as exc:
             _fail(str(exc), code=1)
-        n = np.sqrt((g.reshape(g.shape[0], c, -1) ** 2).sum(-1))  # (n, C)
-        for j in range(c):
-            norms[j].append(n[:, j])
+        n = np.sqrt((g.reshape(g.shape[0], g.shape[1], -1) ** 2).sum(-1))  # (n, K)
+        for j in range(c):  # K < C stores: the norms of the samples that hold class j
+            norms[j].append(n[classes == j])
     rows = []
     for j, name in enumerate(store.spec.dataset.class_names):
         v = np.concatenate(norms[j]) if norms[j] else np.zeros(0)
@@ -124,7 +127,7 @@ def _grad_norms(store: Any, done: np.ndarray) -> list[dict[str, Any]]:
 @app.command()
 def verify(path: StorePath, as_json: JsonFlag = False) -> None:
     """Check the spec, completeness, every shard's data and the export checksums; exit 1 on any problem."""
-    from pagstore.store import verify_store
+    from pagstore.verify import verify_store
 
     report = verify_store(path)
     if as_json:
@@ -192,13 +195,16 @@ def show(path: StorePath,
         images, labels, grads = store.read(np.asarray(rows))
     except StoreDataError as exc:
         _fail(str(exc), code=1)
-    fig = _grid_figure(images, labels, grads, store.spec.dataset.class_names)
+    names = store.spec.dataset.class_names
+    columns = tuple(names[c] for c in store.read_classes(rows[:1])[0])  # row 0's classes (K < C: its own K)
+    fig = _grid_figure(images, labels, grads, names, columns)
     with atomic_path(output, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     out.print(f"wrote {output}")
 
 
-def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, class_names: tuple[str, ...]) -> Any:
+def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, class_names: tuple[str, ...],
+                 columns: tuple[str, ...] | None = None) -> Any:
     """images (n, ch, H, W), grads (n, C, ch, H, W) -> matplotlib figure of n rows x (1 + C) panels."""
     import matplotlib
 
@@ -214,7 +220,7 @@ def _grid_figure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, clas
         lo, hi = g.min(), g.max()  # one scale for the C gradients of this image: relative strength shows
         g = (g - lo) / (hi - lo) if hi > lo else np.full_like(g, 0.5)
         for j in range(c):
-            _panel(axes[i, j + 1], g[j], class_names[j] if i == 0 else "")
+            _panel(axes[i, j + 1], g[j], (columns or class_names)[j] if i == 0 else "")
     fig.tight_layout()
     return fig
 
@@ -230,8 +236,10 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
 
 # Verbs with their own module (one job per file), registered here.
 from pagstore.cli_config import config as _config  # noqa: E402
+from pagstore.cli_migrate import register as _register_migrate  # noqa: E402
 
 app.command("config")(_config)
+_register_migrate(app)
 
 from pagstore.cli_interop import import_app  # noqa: E402  (the `pagstore import ...` verbs)
 

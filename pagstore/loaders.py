@@ -1,11 +1,14 @@
 """PyTorch access to a gradient store: random access over zarr, or streaming over the webdataset export.
 
 Both yield model-space samples: images float32 (uint8 / 255 for pixel_space "unit"; "raw" floats as they
-are), labels int64, grads float32 (C, *S). For the same sample order both give identical batches.
+are), labels int64, grads float32 (K, *S) and, with ``with_classes``, the class ids int64 (K,) of those K
+gradients (K = C and classes 0..C-1 for v1 and K = C stores). For the same sample order both give identical
+batches.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
@@ -40,8 +43,13 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
     uniform permutation decodes nearly every chunk for every batch. The zarr handle is reopened per worker.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, with_classes: bool = False, cache_bytes: int = 256 << 20) -> None:
         self.path = location_str(path)
+        self.with_classes = with_classes
+        # Whole decoded shards, least recently used last out: a shuffled batch touches many shards, and
+        # without the cache each touched chunk would be decoded again for every batch that touches it.
+        self.cache_bytes = cache_bytes
+        self._cache: collections.OrderedDict[int, tuple[np.ndarray, ...]] = collections.OrderedDict()
         store = open_store(self.path, "r")
         missing = store.missing_shards()
         if missing:
@@ -60,12 +68,52 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_store": None}
+        return {**self.__dict__, "_store": None, "_cache": collections.OrderedDict()}
+
+    def _shard(self, store: GradientStore, k: int) -> tuple[np.ndarray, ...]:
+        """Shard ``k`` read whole and decoded: (images, labels, grads[, classes]), from the cache if there."""
+        hit = self._cache.get(k)
+        if hit is not None:
+            self._cache.move_to_end(k)
+            return hit
+        sl = store.shard_slice(k)
+        arrays = store.read(sl)
+        arrays = (*arrays, store.read_classes(sl)) if self.with_classes else arrays
+        size = sum(a.nbytes for a in arrays)
+        if size <= self.cache_bytes:
+            while self._cache and sum(a.nbytes for v in self._cache.values() for a in v) + size > self.cache_bytes:
+                self._cache.popitem(last=False)
+            self._cache[k] = arrays
+        return arrays
 
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
-        """Rows ``indices`` as stacked tensors: images (B, *S), labels (B,), grads (B, C, *S)."""
-        images, labels, grads = self._get_store().read(np.asarray(indices, dtype=np.int64))
-        return to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float()
+        """Rows ``indices`` as stacked tensors: images (B, *S), labels (B,), grads (B, K, *S) (and the classes
+        (B, K) of the grads with ``with_classes``)."""
+        rows = np.asarray(indices, dtype=np.int64)
+        store = self._get_store()
+        if self.cache_bytes <= 0 or rows.size == 0:
+            images, labels, grads = store.read(rows)
+            out = (to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float())
+            return (*out, torch.from_numpy(store.read_classes(rows))) if self.with_classes else out
+        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
+            bad = int(rows[(rows < -len(self)) | (rows >= len(self))][0])
+            raise IndexError(f"{self.path}: sample index {bad} out of range [0, {len(self)})")
+        rows = rows % len(self) if rows.size else rows
+        sps = self.spec.samples_per_shard
+        shard_of = rows // sps
+        parts: list[list[np.ndarray]] = []
+        out_pos = []
+        for k in np.unique(shard_of):
+            pos = np.flatnonzero(shard_of == k)
+            arrays = self._shard(store, int(k))
+            local = rows[pos] - int(k) * sps
+            parts.append([a[local] for a in arrays])
+            out_pos.append(pos)
+        order = np.argsort(np.concatenate(out_pos), kind="stable")  # back to the asked order
+        cols = [np.concatenate([p[j] for p in parts])[order] if len(parts) > 1 else parts[0][j]
+                for j in range(4 if self.with_classes else 3)]
+        out = (to_model_space(cols[0]), torch.from_numpy(cols[1].astype(np.int64)), torch.from_numpy(cols[2]).float())
+        return (*out, torch.from_numpy(cols[3])) if self.with_classes else out
 
     def __getitem__(self, i: int | Sequence[int]) -> Batch:
         """One sample, or, given a list of indices (a BatchSampler's output), the stacked batch."""
@@ -73,8 +121,7 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
             return self.read_batch(i)
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
-        x, y, g = self.read_batch([i % len(self)])
-        return x[0], y[0], g[0]
+        return tuple(t[0] for t in self.read_batch([i % len(self)]))
 
     def loader(self, batch_size: int, order: Sequence[int] | None = None, *, drop_last: bool = False,
                num_workers: int = 0) -> torch.utils.data.DataLoader:
@@ -85,8 +132,8 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         return torch.utils.data.DataLoader(self, batch_size=None, sampler=sampler, num_workers=num_workers)
 
     def __getitems__(self, indices: list[int]) -> list[Batch]:
-        x, y, g = self.read_batch(indices)
-        return [(x[j], y[j], g[j]) for j in range(len(indices))]
+        batch = self.read_batch(indices)
+        return [tuple(t[j] for t in batch) for j in range(len(indices))]
 
     def epoch_order(self, *, seed: int, epoch: int, block_chunks: int = 4) -> list[int]:
         """A shuffled sample order that decodes each zarr chunk about once per epoch (use with ``loader``).
@@ -116,7 +163,8 @@ def chunk_shuffled_order(num_samples: int, block_rows: int, *, seed: int, epoch:
 
 def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
                    epoch_length: int | None = None, rank: int | None = None, world_size: int | None = None,
-                   num_workers: int = 0, shuffle_buffer: int = 1000, with_index: bool = False) -> Iterator[Any]:
+                   num_workers: int = 0, shuffle_buffer: int = 1000, with_index: bool = False,
+                   with_classes: bool = False) -> Iterator[Any]:
     """Stream batches from the webdataset export of a store.
 
     Shards are shuffled per epoch (``shuffle``: permutation seeded by (seed, epoch)), then split by DDP rank
@@ -126,8 +174,9 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
     yields exactly ``epoch_length`` batches (what DDP needs to stay in step).
 
     Yields:
-        (images (B, *S) float32, labels (B,) int64, grads (B, C, *S) float32) tensors; with ``with_index``
-        a 4th tensor: the store rows (B,) int64. The last batch may be short (not with epoch_length).
+        (images (B, *S) float32, labels (B,) int64, grads (B, K, *S) float32) tensors; with ``with_classes``
+        next the classes (B, K) int64 of the grads; with ``with_index`` last the store rows (B,) int64. The
+        last batch may be short (not with epoch_length).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -141,7 +190,7 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
     spec = StoreSpec.from_attrs(index.get("spec", {}), where=f"{location_str(store_path)}/shards/index.json")
     source = _ShardStream(entries, spec, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
                           world_size=world_size, resampled=epoch_length is not None,
-                          shuffle_buffer=shuffle_buffer, with_index=with_index)
+                          shuffle_buffer=shuffle_buffer, with_index=with_index, with_classes=with_classes)
     it: Iterable[Any] = source
     if num_workers > 0:
         it = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
@@ -175,12 +224,12 @@ class _ShardStream(torch.utils.data.IterableDataset):
 
     def __init__(self, entries: list[dict[str, Any]], spec: StoreSpec, batch_size: int, *, shuffle: bool,
                  seed: int, epoch: int, rank: int, world_size: int, resampled: bool, shuffle_buffer: int,
-                 with_index: bool) -> None:
+                 with_index: bool, with_classes: bool = False) -> None:
         super().__init__()
         self.entries, self.spec = entries, spec
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size, self.resampled = rank, world_size, resampled
-        self.shuffle_buffer, self.with_index = shuffle_buffer, with_index
+        self.shuffle_buffer, self.with_index, self.with_classes = shuffle_buffer, with_index, with_classes
 
     def _worker(self) -> tuple[int, int]:
         info = torch.utils.data.get_worker_info()
@@ -208,18 +257,18 @@ class _ShardStream(torch.utils.data.IterableDataset):
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
         # Shape/dtype/label per sample (cheap scalar checks); finiteness once per stacked batch in _batcher.
         stages += [wds.map(functools.partial(_decode_with_url, spec=self.spec)),
-                   _batcher(self.batch_size, self.with_index)]
+                   _batcher(self.batch_size, self.with_index, self.with_classes)]
         return iter(wds.DataPipeline(*stages))
 
 
-def _decode_with_url(sample: dict[str, Any], spec: StoreSpec) -> tuple[np.ndarray, int, np.ndarray, int, str]:
-    return (*decode_sample(sample, spec, finite=False), sample.get("__url__", "?"))
+def _decode_with_url(sample: dict[str, Any], spec: StoreSpec) -> tuple[Any, ...]:
+    return (*decode_sample(sample, spec, finite=False, with_classes=True), sample.get("__url__", "?"))
 
 
-def _batcher(batch_size: int, with_index: bool) -> Any:
-    def stage(samples: Iterator[tuple[np.ndarray, int, np.ndarray, int, str]]) -> Iterator[Any]:
+def _batcher(batch_size: int, with_index: bool, with_classes: bool = False) -> Any:
+    def stage(samples: Iterator[tuple[Any, ...]]) -> Iterator[Any]:
         while chunk := list(itertools.islice(samples, batch_size)):
-            images, labels, grads, rows, urls = zip(*chunk)
+            images, labels, grads, rows, classes, urls = zip(*chunk)
             image_batch, grad_batch = np.stack(images), np.stack(grads)
             bad = nonfinite_rows(grad_batch)
             if image_batch.dtype.kind == "f":
@@ -230,5 +279,7 @@ def _batcher(batch_size: int, with_index: bool) -> Any:
                                   "run `pagstore verify`")
             out = (to_model_space(image_batch), torch.tensor(labels, dtype=torch.int64),
                    torch.from_numpy(grad_batch).float())
+            if with_classes:
+                out = (*out, torch.from_numpy(np.stack(classes).astype(np.int64)))
             yield (*out, torch.tensor(rows, dtype=torch.int64)) if with_index else out
     return stage

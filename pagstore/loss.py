@@ -99,6 +99,7 @@ def pag_alignment_loss(
     generator: torch.Generator | None = None,
     create_graph: bool = True,
     return_logits: bool = False,
+    classes: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """PAG alignment loss (Eq. 4's sum over classes, Eq. 5's cosine loss), batch mean.
 
@@ -114,6 +115,10 @@ def pag_alignment_loss(
         generator: RNG for sampling target classes.
         create_graph: keep the graph so the loss can be back-propagated to the parameters.
         return_logits: also return the repeated rows' logits (B, T, C) (see :func:`input_grads_log_prob`).
+        classes: int64 (B, K) class ids of target_grads' K slots (a K-of-C store, true class first); then
+            target_grads is (B, K, *S), ``target_classes`` are class ids found among them, the default
+            targets are the K stored classes (or ``k_classes`` of them, the true class always), and the sum
+            is scaled by C / T with C the model's class count. None: slot c is class c (K = C).
     Returns:
         Scalar tensor: mean over images of sum_t (1 - cos), in [0, 2C] (and the logits if asked).
     """
@@ -123,6 +128,9 @@ def pag_alignment_loss(
             f"got {tuple(target_grads.shape)}"
         )
     b, c = target_grads.shape[:2]
+    if classes is not None:
+        return _stored_classes_loss(model, x, target_grads, classes, target_classes, k_classes, augment, eps,
+                                    generator, create_graph, return_logits)
     all_classes = target_classes is None and (k_classes is None or k_classes >= c)
     if target_classes is None:
         if k_classes is not None and k_classes < c:
@@ -139,6 +147,32 @@ def pag_alignment_loss(
         1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
     per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
     loss = per_row.view(b, t).sum(dim=1).mean() * (c / t)
+    return (loss, logits) if return_logits else loss
+
+
+def _stored_classes_loss(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_grads: torch.Tensor,
+    classes: torch.Tensor, target_classes: torch.Tensor | None, k_classes: int | None, augment: Augment | None,
+    eps: float, generator: torch.Generator | None, create_graph: bool, return_logits: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """pag_alignment_loss for a K-of-C store: x (B, *S), target_grads (B, K, *S), classes (B, K); the targets
+    (B, T) are class ids, each read from its slot in ``classes``."""
+    b, k = classes.shape
+    if target_classes is None:
+        slots = (sample_target_classes(torch.zeros(b, dtype=torch.long, device=classes.device), k, k_classes,
+                                       generator) if k_classes is not None and k_classes < k
+                 else torch.arange(k, device=classes.device).expand(b, k))  # slot 0 holds the true class
+        target_classes = classes.gather(1, slots)
+    match = classes[:, None, :] == target_classes[:, :, None]  # (B, T, K)
+    if not bool(match.any(dim=2).all()):
+        raise ValueError("target_classes must be among the stored classes of each image")
+    slots = match.float().argmax(dim=2)
+    t = target_classes.shape[1]
+    v, logits = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
+                                     return_logits=True)
+    u = target_grads.gather(1, slots.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
+    per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
+    loss = per_row.view(b, t).sum(dim=1).mean() * (logits.shape[-1] / t)
     return (loss, logits) if return_logits else loss
 
 

@@ -2,8 +2,9 @@
 
 Each tar holds consecutive store rows, one webdataset sample per image:
 ``s%08d.image.npy`` (the stored image, uint8 or float32), ``s%08d.cls`` (label, ASCII decimal),
-``s%08d.grads.npy`` (C, *S) in the store's grad dtype, ``s%08d.index.cls`` (original dataset index), where
-the key is the row number in the store. ``.npy`` members are written by ``np.save(allow_pickle=False)``.
+``s%08d.grads.npy`` (K, *S) as stored (grad_dtype, or int8 for codec int8), ``s%08d.index.cls`` (original
+dataset index), where the key is the row number in the store; format v2 adds ``s%08d.classes.npy`` (K,) int64
+(the class of each stored gradient) and, for codec int8, ``s%08d.grad_scales.npy`` (K,) float32. ``.npy`` members are written by ``np.save(allow_pickle=False)``.
 Tars are deterministic (fixed mtime/owner) so an unchanged store exports to byte-identical shards.
 ``index.json`` = {format_version, num_samples, samples_per_tar, spec, shards: [{name, count, sha256,
 first_index}]} and is written last: a reader that finds it finds every shard it lists complete.
@@ -23,7 +24,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from pagstore.spec import FORMAT_VERSION, StoreSpec
+from pagstore.spec import SUPPORTED_VERSIONS, StoreSpec
 from pagstore.store import StoreError, location_str, nonfinite_rows, open_store
 
 SHARDS_DIR = "shards"
@@ -63,7 +64,7 @@ def export_webdataset(store_path: str | Path, samples_per_tar: int | None = None
         raise StoreError(f"{store.location}: cannot export an incomplete store; missing shards {missing[:20]}"
                          f"{' ...' if len(missing) > 20 else ''}")
     spec = store.spec
-    per_sample = np.dtype(spec.grad_dtype).itemsize * int(np.prod(spec.grad_shape)) + 4096
+    per_sample = np.dtype(spec.stored_grad_dtype).itemsize * int(np.prod(spec.grad_shape)) + 4096
     spt = samples_per_tar or max(1, TAR_BYTES // per_sample)
     if spt < 1:
         raise ValueError(f"samples_per_tar must be >= 1, got {spt}")
@@ -87,7 +88,7 @@ def export_webdataset(store_path: str | Path, samples_per_tar: int | None = None
     for old in fs.glob(f"{root}/grads-*.tar"):
         if Path(old).name not in keep:
             fs.rm(old)
-    index = {"format_version": FORMAT_VERSION, "num_samples": spec.num_samples, "samples_per_tar": spt,
+    index = {"format_version": spec.format_version, "num_samples": spec.num_samples, "samples_per_tar": spt,
              "key_format": KEY_PATTERN, "spec": spec.to_attrs(), "shards": shards}
     tmp = f"{root}/.{INDEX_NAME}.tmp"
     fs.pipe_file(tmp, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
@@ -96,14 +97,23 @@ def export_webdataset(store_path: str | Path, samples_per_tar: int | None = None
 
 
 def _tar_bytes(store: Any, start: int, stop: int) -> bytes:
+    spec = store.spec
     images, labels, grads = store.read(slice(start, stop))
     index = store.read_index(slice(start, stop))
+    extra: dict[str, np.ndarray] = {}
+    if spec.format_version >= 2:
+        extra["classes.npy"] = store.read_classes(slice(start, stop))
+    if spec.grad_codec == "int8":  # the tar keeps the int8 bytes, not the decoded floats
+        rows = np.arange(start, stop)
+        grads, extra["grad_scales.npy"] = store._read_checked(("grads", "grad_scales"), rows)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for i in range(stop - start):
             key = KEY_PATTERN % (start + i)
             members = {"cls": str(int(labels[i])).encode(), "grads.npy": _npy(grads[i]),
                        "image.npy": _npy(images[i]), "index.cls": str(int(index[i])).encode()}
+            members.update({ext: _npy(arr[i]) for ext, arr in extra.items()})
+            members = dict(sorted(members.items()))  # one fixed member order
             for ext, payload in members.items():
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size, info.mtime, info.mode = len(payload), 0, 0o644
@@ -131,9 +141,9 @@ def read_index(store_path: str | Path) -> dict[str, Any]:
     missing = [k for k in ("format_version", "num_samples", "shards") if k not in index]
     if missing:
         raise ExportError(f"{path}: missing key(s) {missing}")
-    if index["format_version"] != FORMAT_VERSION:
+    if index["format_version"] not in SUPPORTED_VERSIONS:
         raise ExportError(f"{path}: unsupported format_version {index['format_version']!r}; "
-                          f"this pagstore reads {FORMAT_VERSION}")
+                          f"this pagstore reads {', '.join(map(str, SUPPORTED_VERSIONS))}")
     StoreSpec.from_attrs(index.get("spec", {}), where=path)  # the one place format versions are judged
     total = sum(int(s["count"]) for s in index["shards"])
     if total != index["num_samples"]:
@@ -185,9 +195,10 @@ def _sha256(f: Any) -> str:
     return h.hexdigest()
 
 
-def decode_sample(sample: dict[str, Any], spec: StoreSpec | None = None, *,
-                  finite: bool = True) -> tuple[np.ndarray, int, np.ndarray, int]:
-    """One raw webdataset sample -> (image as stored (*S), label, grads (C, *S) as stored, store row).
+def decode_sample(sample: dict[str, Any], spec: StoreSpec | None = None, *, finite: bool = True,
+                  with_classes: bool = False) -> tuple[Any, ...]:
+    """One raw webdataset sample -> (image as stored (*S), label, grads (K, *S) decoded to grad_dtype, store
+    row); with ``with_classes`` a 5th item, the classes (K,) int64 of the grads (v1: 0..C-1).
 
     With ``spec``, the sample must match it: image/grads shape and dtype, 0 <= label < C and (with
     ``finite``) no NaN/inf in grads or float images; else ExportError naming the tar and the sample key.
@@ -199,14 +210,40 @@ def decode_sample(sample: dict[str, Any], spec: StoreSpec | None = None, *,
         grads = load_npy(sample["grads.npy"])
         label = int(bytes(sample["cls"]))
         row = int(sample["__key__"][1:])
+        classes = load_npy(sample["classes.npy"]) if "classes.npy" in sample else None
+        if "grad_scales.npy" in sample:
+            from pagstore.codec import decode_int8
+
+            scales = load_npy(sample["grad_scales.npy"])
+            if grads.dtype != np.int8 or scales.shape != grads.shape[:1]:
+                raise ValueError(f"int8 grads {grads.dtype} {grads.shape} with scales {scales.shape}")
+            grads = decode_int8(grads[None], scales[None], spec.grad_dtype if spec else np.float32)[0]
     except (KeyError, ValueError, TypeError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
         raise ExportError(f"{url}: sample {key} is malformed ({type(exc).__name__}: {exc}); run "
                           "`pagstore verify`") from None
     if spec is not None:
-        problem = _sample_problem(spec, image, label, grads, finite)
+        problem = _sample_problem(spec, image, label, grads, finite) or _classes_problem(spec, classes, label)
         if problem:
             raise ExportError(f"{url}: sample {key}: {problem}; run `pagstore verify`")
-    return image, label, grads, row
+    if not with_classes:
+        return image, label, grads, row
+    if classes is None:
+        classes = np.arange(grads.shape[0], dtype=np.int64)
+    return image, label, grads, row, classes
+
+
+def _classes_problem(spec: StoreSpec, classes: np.ndarray | None, label: int) -> str:
+    """v2 exports carry the classes of each sample: K ids in [0, C), the true class first when K < C."""
+    if spec.format_version == 1:
+        return ""
+    k, c = spec.num_stored_classes, spec.num_classes
+    if classes is None:
+        return "classes.npy is missing (format v2)"
+    if classes.shape != (k,) or classes.dtype.kind not in "iu" or classes.min() < 0 or classes.max() >= c:
+        return f"classes are {classes.dtype} {classes.shape}, expected {k} ids in [0, {c})"
+    if k < c and int(classes[0]) != label:
+        return f"first class {int(classes[0])} is not the label {label}"
+    return ""
 
 
 def _sample_problem(spec: StoreSpec, image: np.ndarray, label: int, grads: np.ndarray, finite: bool) -> str:

@@ -1,4 +1,5 @@
-"""The gradient-store spec (format v1): the group attributes of a store, parsed and validated in ONE place.
+"""The gradient-store spec (format v2, v1 still read): the group attributes of a store, parsed and validated
+in ONE place.
 
 A store's zarr group attributes hold everything needed to interpret its arrays (see docs/store-format.md):
 what the images are, where the gradients came from, their dtype and meaning, and the shard size. Every
@@ -13,16 +14,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 IMAGE_DTYPES = ("uint8", "float32")
 GRAD_DTYPES = ("float16", "float32")
+# v2 per-array codec of ``grads``: "raw" = grad_dtype values; "int8" = int8 values q with one float32 scale
+# per (sample, class) in ``grad_scales``, decoded as q * scale (only the direction of a gradient is used).
+GRAD_CODECS = ("raw", "int8")
+# v2 class selections: "all" = K = C, classes[i] = 0..C-1 in class order (v1's meaning, grads[i, c] is
+# class c); "true-first" = K < C, classes[i] = the true class, then K - 1 others drawn by (seed, index).
+CLASS_SELECTIONS = ("all", "true-first")
 PIXEL_SPACES = ("unit", "raw")
 GRAD_SEMANTICS = (
     "direction only: grads[i, c] is a direction in model-space input (pixel_space) for class c of the "
     "un-augmented sample i; its norm carries no meaning (compare with cosine)"
 )
-ARRAYS = ("images", "labels", "grads", "index", "done")
+ARRAYS = ("images", "labels", "grads", "index", "done")  # format v1
+ARRAYS_V2 = ("images", "labels", "classes", "grads", "index", "done")  # + "grad_scales" with codec int8
+
+
+def arrays_of(spec: StoreSpec) -> tuple[str, ...]:
+    """The zarr arrays a store of this spec holds."""
+    if spec.format_version == 1:
+        return ARRAYS
+    return ARRAYS_V2 + (("grad_scales",) if spec.grad_codec == "int8" else ())
 
 
 class SpecError(ValueError):
@@ -45,19 +60,23 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """The parsed attributes of a format-v1 store.
+    """The parsed attributes of a store (format v2, or v1: then K = C, codec "raw", and created_at is kept).
 
     Attributes:
         num_samples: N, rows of every per-sample array.
         sample_shape: S, e.g. (ch, H, W) for images or (D,) for vectors; images are (N, *S).
         image_dtype: "uint8" (pixel_space "unit": model input = x / 255) or "float32" ("raw").
-        grad_dtype: "float16" or "float32"; grads are (N, C, *S).
+        grad_dtype: "float16" or "float32": the dtype readers get grads in, (N, K, *S).
         samples_per_shard: rows per zarr shard (the unit of writing and of completion in ``done``).
         dataset: provenance of the images; ``num_classes`` = len(class_names) = C.
         source: the gradient source name and its parameters (free-form beyond ``name``).
         grad_mantissa_bits: None = grads kept at full grad_dtype precision; k = grads were rounded to k
             mantissa bits before storage (lossy, for size: the direction is what matters), still
             stored as plain grad_dtype values, so readers need not know.
+        num_target_classes: K (v2), target classes stored per sample (v1: always C).
+        class_selection: v2: {"method": "all"} (K = C) or {"method": "true-first", "seed": s} (K < C).
+        grad_codec: v2: "raw" or "int8" (see GRAD_CODECS); v1 is always "raw".
+        created_at: v1 only (wall-clock time made identical distillations differ); v2 writes "".
     """
 
     num_samples: int
@@ -73,6 +92,9 @@ class StoreSpec:
     grad_semantics: str = GRAD_SEMANTICS
     grad_mantissa_bits: int | None = None
     format_version: int = FORMAT_VERSION
+    num_target_classes: int | None = None  # None: K = C
+    class_selection: Mapping[str, Any] = field(default_factory=lambda: {"method": "all"}, hash=False)
+    grad_codec: str = "raw"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,9 +108,19 @@ class StoreSpec:
         return math.ceil(self.num_samples / self.samples_per_shard)
 
     @property
+    def num_stored_classes(self) -> int:
+        """K, the target classes stored per sample (C unless a v2 store chose fewer)."""
+        return self.num_classes if self.num_target_classes is None else self.num_target_classes
+
+    @property
     def grad_shape(self) -> tuple[int, ...]:
-        """Per-sample gradient shape (C, *S)."""
-        return (self.num_classes, *self.sample_shape)
+        """Per-sample gradient shape (K, *S) (K = C for v1 and for K = C stores)."""
+        return (self.num_stored_classes, *self.sample_shape)
+
+    @property
+    def stored_grad_dtype(self) -> str:
+        """dtype of the ``grads`` array itself: int8 with codec int8, else grad_dtype."""
+        return "int8" if self.grad_codec == "int8" else self.grad_dtype
 
     def shard_slice(self, k: int) -> slice:
         """Rows [start, stop) of shard ``k``; the last shard may be shorter."""
@@ -125,10 +157,23 @@ class StoreSpec:
             raise SpecError("dataset.class_names is empty")
         if not isinstance(self.source.get("name"), str):
             raise SpecError(f"source must have a string 'name', got {dict(self.source)!r}")
+        if self.grad_codec not in GRAD_CODECS:
+            raise SpecError(f"grad_codec must be one of {GRAD_CODECS}, got {self.grad_codec!r}")
+        if self.format_version == 1 and (self.grad_codec != "raw" or self.num_target_classes is not None):
+            raise SpecError("format_version 1 stores hold all C classes with codec 'raw'")
+        if self.grad_codec == "int8" and self.grad_mantissa_bits is not None:
+            raise SpecError("grad_mantissa_bits applies to codec 'raw' only, not 'int8'")
+        k, c = self.num_stored_classes, self.num_classes
+        if not 1 <= k <= c:
+            raise SpecError(f"num_target_classes must be in [1, C={c}], got {k}")
+        method = self.class_selection.get("method")
+        want = "all" if k == c else "true-first"
+        if method != want:
+            raise SpecError(f"class_selection.method must be {want!r} for K={k} of C={c} classes, got {method!r}")
 
     def to_attrs(self) -> dict[str, Any]:
         """JSON-able group attributes (the inverse of :meth:`from_attrs`)."""
-        return {
+        attrs = {
             "format_version": self.format_version,
             "num_samples": self.num_samples,
             "sample_shape": list(self.sample_shape),
@@ -143,6 +188,12 @@ class StoreSpec:
             "created_by": self.created_by,
             "created_at": self.created_at,
         }
+        if self.format_version == 1:
+            return attrs
+        del attrs["created_at"]  # v2: no wall-clock time in a hashed file
+        attrs.update({"num_target_classes": self.num_stored_classes, "class_selection": dict(self.class_selection),
+                      "grad_codec": self.grad_codec})
+        return attrs
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str = "store") -> StoreSpec:
@@ -153,7 +204,8 @@ class StoreSpec:
         if version not in SUPPORTED_VERSIONS:
             raise SpecError(f"{where}: {_version_message(version)}")
         required = ("num_samples", "sample_shape", "image_dtype", "grad_dtype", "pixel_space",
-                    "samples_per_shard", "dataset", "source", "created_by", "created_at", "grad_semantics")
+                    "samples_per_shard", "dataset", "source", "created_by", "grad_semantics")
+        required += ("created_at",) if version == 1 else ("num_target_classes", "class_selection", "grad_codec")
         missing = [k for k in required if k not in attrs]
         if missing:
             raise SpecError(f"{where}: spec attribute(s) missing: {', '.join(missing)}")
@@ -166,6 +218,13 @@ class StoreSpec:
         if not isinstance(attrs["source"], Mapping):
             raise SpecError(f"{where}: 'source' must be a mapping, got {type(attrs['source']).__name__}")
         try:
+            v2: dict[str, Any] = {}
+            if version == 2:
+                if not isinstance(attrs["class_selection"], Mapping):
+                    raise SpecError(f"'class_selection' must be a mapping, got {attrs['class_selection']!r}")
+                k = _int(attrs, "num_target_classes")
+                v2 = {"num_target_classes": None if k == len(ds["class_names"]) else k,  # K = C: one spelling
+                      "class_selection": dict(attrs["class_selection"]), "grad_codec": str(attrs["grad_codec"])}
             return cls(
                 format_version=int(version),
                 num_samples=_int(attrs, "num_samples"),
@@ -180,7 +239,8 @@ class StoreSpec:
                                     class_names=tuple(str(c) for c in ds["class_names"]), split=str(ds["split"])),
                 source=dict(attrs["source"]),
                 created_by=str(attrs["created_by"]),
-                created_at=str(attrs["created_at"]),
+                created_at=str(attrs.get("created_at", "")),
+                **v2,
             )
         except SpecError as exc:
             raise SpecError(f"{where}: {exc}") from None

@@ -1,7 +1,10 @@
-"""The gradient store (format v1): a zarr v3 group with shard-aligned, resumable, validated writes.
+"""The gradient store (format v2; v1 still read): a zarr v3 group with shard-aligned, resumable, validated writes.
 
-Layout (see docs/store-format.md): arrays ``images`` (N, *S), ``labels`` (N,), ``grads`` (N, C, *S),
-``index`` (N,) and ``done`` (num_shards,); the spec lives in the group attributes (pagstore.spec).
+Layout (see docs/store-format.md): arrays ``images`` (N, *S), ``labels`` (N,), ``grads`` (N, K, *S),
+``index`` (N,) and ``done`` (num_shards,); v2 adds ``classes`` (N, K) (which class each of the K stored
+gradients is for) and, with the int8 codec, ``grad_scales`` (N, K). The spec lives in the group attributes
+(pagstore.spec). Readers always get decoded gradients (grad_dtype) and, from :meth:`GradientStore.read_classes`,
+their class ids; v1 stores read as K = C with classes 0..C-1.
 Every per-sample array uses one zarr shard per ``samples_per_shard`` rows along axis 0, so a writer that
 owns shard ``k`` owns exactly one file per array and parallel writers on distinct shards never touch the
 same file. ``done[k]`` (one tiny chunk per shard) is set only after shard ``k``'s data writes returned:
@@ -12,7 +15,6 @@ Paths may be local paths or fsspec URLs (``file://``, ``memory://``, ``s3://``..
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Sequence
@@ -24,7 +26,8 @@ import zarr
 import zarr.storage
 
 from pagstore import __version__
-from pagstore.spec import ARRAYS, DatasetInfo, SpecError, StoreSpec
+from pagstore.classes import selection
+from pagstore.spec import DatasetInfo, SpecError, StoreSpec, arrays_of
 # StoreError, StoreDataError, nonfinite_rows and round_mantissa stay importable from here (public names).
 from pagstore.store_checks import (  # noqa: F401
     StoreDataError,
@@ -98,7 +101,7 @@ class GradientStore:
         # write_empty_chunks: a shard of all fill values (e.g. all labels 0) is still stored, so a missing
         # shard file of a done shard always means a lost file, never "all zeros" (zarr skips empty chunks).
         self._arrays = {name: group[name].with_config({"write_empty_chunks": True})
-                        for name in ARRAYS}
+                        for name in arrays_of(spec)}
         _check_arrays(self._arrays, spec, location)
         self._present: set[tuple[str, int]] = set()  # (array, shard) whose file this handle saw exist
 
@@ -142,34 +145,65 @@ class GradientStore:
     def is_complete(self) -> bool:
         return not self.missing_shards()
 
+    @property
+    def num_stored_classes(self) -> int:
+        """K, gradients stored per sample (= C for v1 and K = C stores)."""
+        return self.spec.num_stored_classes
+
     def write_shard(self, k: int, images: np.ndarray, labels: np.ndarray, grads: np.ndarray,
-                    index: np.ndarray) -> None:
+                    index: np.ndarray, classes: np.ndarray | None = None) -> None:
         """Validate and write the whole shard ``k``, then mark it done.
 
         Args:
             images: (n, *S) uint8 (or float32 for "raw" stores), n = rows of shard k.
             labels: (n,) integers in [0, C).
-            grads: (n, C, *S) finite floats; cast to the store's grad dtype (overflow is rejected).
+            grads: (n, K, *S) finite floats; cast to the store's grad dtype (overflow is rejected) or
+                encoded by its codec.
             index: (n,) non-negative integers, the samples' indices in the original dataset.
+            classes: (n, K) the class of each stored gradient (v2; None means 0..C-1, K = C only).
         Raises:
             StoreError naming the shard and the global sample index of the first offending sample.
         """
         if self.mode == "r":
             raise StoreError(f"{self.location}: opened read-only (mode 'r'); open with mode 'r+' or 'a' to write")
         sl = self.shard_slice(k)
-        data = validate_shard(self.spec, k, sl, images, labels, grads, index, self.location)
-        for name in ("images", "labels", "index", "grads"):
+        data = validate_shard(self.spec, k, sl, images, labels, grads, index, self.location, classes)
+        for name in data:
             self._arrays[name][sl] = data[name]
         # Only now: a writer killed above leaves done[k] False and the shard is redone on resume.
         self._arrays["done"][k] = True
 
     def read(self, indices: Sequence[int] | np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows ``indices`` in the given order: images (n, *S), labels int64 (n,), grads (n, C, *S), as stored."""
+        """Rows ``indices`` in the given order: images (n, *S), labels int64 (n,), grads (n, K, *S) decoded to
+        grad_dtype (as stored for codec "raw"); the class of grads[:, j] is :meth:`read_classes`' column j."""
         uniq, inverse = self._rows(indices)
-        arrays = self._read_checked(READ_ARRAYS, uniq)
-        check_values(self.spec, uniq, *arrays, self.location)
+        int8 = self.spec.grad_codec == "int8"
+        arrays = self._read_checked(READ_ARRAYS + (("grad_scales",) if int8 else ()), uniq)
+        if int8:
+            from pagstore.codec import decode_int8
+
+            # q * scale is finite iff the scale is (q is an int8): check the (n, K) scales, not n*K*D values
+            check_values(self.spec, uniq, arrays[0], arrays[1], arrays[3], self.location)
+            arrays = arrays[:2] + [decode_int8(arrays[2], arrays[3], self.spec.grad_dtype)]
+        else:
+            check_values(self.spec, uniq, *arrays, self.location)
         images, labels, grads = arrays if inverse is None else (a[inverse] for a in arrays)
         return images, labels, grads
+
+    def read_classes(self, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """int64 (n, K): the class ids of the stored gradients of the given rows (v1: 0..C-1 for every row)."""
+        uniq, inverse = self._rows(indices)
+        if self.spec.format_version == 1:
+            n = len(uniq) if inverse is None else len(inverse)
+            return np.broadcast_to(np.arange(self.num_classes, dtype=np.int64), (n, self.num_classes)).copy()
+        cl = self._read_checked(("classes",), uniq)[0].astype(np.int64)
+        bad = np.flatnonzero(((cl < 0) | (cl >= self.num_classes)).any(axis=1))
+        if bad.size:
+            row = int(uniq[bad[0]])
+            raise StoreDataError(f"{self.location}: sample {row} (shard {row // self.spec.samples_per_shard}): "
+                                 f"classes {cl[bad[0]].tolist()} outside [0, {self.num_classes}); run "
+                                 f"`pagstore verify {self.location}`")
+        return cl if inverse is None else cl[inverse]
 
     def read_index(self, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """Original dataset indices (int64) of the given rows."""
@@ -287,7 +321,9 @@ def open_store(path: str | Path, mode: str = "r") -> GradientStore:
 def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_classes: int,
                  sample_shape: Sequence[int], image_dtype: str = "uint8", grad_dtype: str = "float16",
                  dataset: dict[str, Any], source: dict[str, Any],
-                 samples_per_shard: int | None = None, grad_mantissa_bits: int | None = None) -> GradientStore:
+                 samples_per_shard: int | None = None, grad_mantissa_bits: int | None = None,
+                 num_target_classes: int | None = None, class_seed: int = 0, grad_codec: str = "raw",
+                 format_version: int = 2) -> GradientStore:
     """Create a store (or, with mode "a", reopen a matching existing one to resume).
 
     Args:
@@ -299,12 +335,19 @@ def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_cl
         samples_per_shard: rows per shard; default sized so a grads shard is ~32 MiB.
         grad_mantissa_bits: round grads to this many mantissa bits before storing (None: keep full
             grad_dtype precision). 7 with float16 costs ~1e-6 of cosine and saves ~1/4 of the bytes.
+        num_target_classes: K of the C classes stored per sample (None: all C); K < C needs the classes
+            of each sample at write time (:func:`pagstore.classes.choose_classes` with ``class_seed``).
+        class_seed: recorded in the spec's class_selection (K < C).
+        grad_codec: "raw" (grad_dtype values) or "int8" (int8 values and a float32 scale per (sample, class)).
+        format_version: 2; 1 writes the old layout (K = C, raw only: for tests and `pagstore migrate`).
     """
     if mode not in CREATE_MODES:
         raise StoreError(f"create_store mode must be one of {CREATE_MODES}, got {mode!r}")
     loc = location_str(path)
     spec = _new_spec(num_samples, num_classes, sample_shape, image_dtype, grad_dtype, dataset, source,
-                     samples_per_shard, loc, grad_mantissa_bits)
+                     samples_per_shard, loc, grad_mantissa_bits,
+                     {"num_target_classes": num_target_classes, "class_selection": selection(num_classes,
+                      num_target_classes, class_seed), "grad_codec": grad_codec, "format_version": format_version})
     exists = _exists(loc)
     if exists and mode == "w-":
         raise StoreError(f"{loc}: a store already exists (mode 'w-'); use mode 'a' to resume or 'w' to replace it")
@@ -338,7 +381,8 @@ def auto_layout(grad_sample_bytes: int, num_samples: int, samples_per_shard: int
 
 def _new_spec(num_samples: int, num_classes: int, sample_shape: Sequence[int], image_dtype: str,
               grad_dtype: str, dataset: dict[str, Any], source: dict[str, Any],
-              samples_per_shard: int | None, loc: str, grad_mantissa_bits: int | None = None) -> StoreSpec:
+              samples_per_shard: int | None, loc: str, grad_mantissa_bits: int | None = None,
+              layout: dict[str, Any] | None = None) -> StoreSpec:
     missing = [k for k in ("name", "fingerprint", "class_names", "split") if k not in dataset]
     if missing:
         raise StoreError(f"{loc}: dataset is missing key(s) {missing}")
@@ -350,8 +394,13 @@ def _new_spec(num_samples: int, num_classes: int, sample_shape: Sequence[int], i
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{loc}: source parameters must be JSON-serialisable ({exc})") from None
     shape = tuple(int(d) for d in sample_shape)
-    grad_bytes = num_classes * math.prod(shape) * np.dtype(grad_dtype if grad_dtype in ("float16", "float32")
-                                                           else "float32").itemsize
+    layout = dict(layout or {})
+    if layout.get("num_target_classes") == num_classes:
+        layout["num_target_classes"] = None  # K = C is stored as C either way; one spelling for resume checks
+    k = layout.get("num_target_classes") or num_classes
+    itemsize = 1 if layout.get("grad_codec") == "int8" else np.dtype(
+        grad_dtype if grad_dtype in ("float16", "float32") else "float32").itemsize
+    grad_bytes = k * math.prod(shape) * itemsize
     if samples_per_shard is not None and samples_per_shard < 1:
         raise StoreError(f"{loc}: samples_per_shard must be >= 1, got {samples_per_shard}")
     _, sps = auto_layout(grad_bytes, max(1, num_samples), samples_per_shard)
@@ -362,7 +411,7 @@ def _new_spec(num_samples: int, num_classes: int, sample_shape: Sequence[int], i
             dataset=DatasetInfo(name=str(dataset["name"]), fingerprint=str(dataset["fingerprint"]),
                                 class_names=class_names, split=str(dataset["split"])),
             source=dict(source), created_by=f"pagstore {__version__}", grad_mantissa_bits=grad_mantissa_bits,
-            created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            **layout,  # no created_at: identical inputs must give byte-identical stores (issue 15)
         )
     except SpecError as exc:
         raise StoreError(f"{loc}: {exc}") from None
@@ -370,18 +419,23 @@ def _new_spec(num_samples: int, num_classes: int, sample_shape: Sequence[int], i
 
 def _spec_differences(old: StoreSpec, new: StoreSpec, fixed_shard: bool) -> list[str]:
     a, b = old.to_attrs(), new.to_attrs()
-    keys = ["num_samples", "sample_shape", "image_dtype", "grad_dtype", "grad_mantissa_bits", "dataset", "source"]
+    keys = ["format_version", "num_samples", "sample_shape", "image_dtype", "grad_dtype", "grad_mantissa_bits",
+            "dataset", "source"] + [k for k in ("num_target_classes", "class_selection", "grad_codec") if k in b]
     if fixed_shard:
         keys.append("samples_per_shard")
-    return [f"{k}: existing {a[k]!r} != requested {b[k]!r}" for k in keys if a[k] != b[k]]
+    return [f"{k}: existing {a.get(k)!r} != requested {b[k]!r}" for k in keys if a.get(k) != b[k]]
 
 
 def _create_arrays(group: zarr.Group, spec: StoreSpec) -> None:
     n, s, sps = spec.num_samples, spec.sample_shape, spec.samples_per_shard
-    grad_bytes = math.prod(spec.grad_shape) * np.dtype(spec.grad_dtype).itemsize
+    grad_bytes = math.prod(spec.grad_shape) * np.dtype(spec.stored_grad_dtype).itemsize
     chunk, _ = auto_layout(grad_bytes, n, sps)
-    per_row = {"images": (s, spec.image_dtype, chunk), "grads": (spec.grad_shape, spec.grad_dtype, chunk),
+    per_row = {"images": (s, spec.image_dtype, chunk), "grads": (spec.grad_shape, spec.stored_grad_dtype, chunk),
                "labels": ((), "int64", sps), "index": ((), "int64", sps)}
+    if spec.format_version >= 2:
+        per_row["classes"] = ((spec.num_stored_classes,), "int32", sps)
+        if spec.grad_codec == "int8":
+            per_row["grad_scales"] = ((spec.num_stored_classes,), "float32", sps)
     for name, (rest, dtype, rows) in per_row.items():
         group.create_array(name, shape=(n, *rest), dtype=dtype, chunks=(rows, *rest), shards=(sps, *rest),
                            compressors=compressors(), fill_value=0, dimension_names=None)
@@ -391,11 +445,13 @@ def _create_arrays(group: zarr.Group, spec: StoreSpec) -> None:
 
 
 def _check_arrays(arrays: dict[str, zarr.Array], spec: StoreSpec, loc: str) -> None:
-    n, c = spec.num_samples, spec.num_classes
+    n, k = spec.num_samples, spec.num_stored_classes
     expected = {"images": ((n, *spec.sample_shape), spec.image_dtype), "labels": ((n,), "int64"),
-                "grads": ((n, c, *spec.sample_shape), spec.grad_dtype), "index": ((n,), "int64"),
-                "done": ((spec.num_shards,), "bool")}
-    for name, (shape, dtype) in expected.items():
+                "grads": ((n, k, *spec.sample_shape), spec.stored_grad_dtype), "index": ((n,), "int64"),
+                "done": ((spec.num_shards,), "bool"), "classes": ((n, k), "int32"),
+                "grad_scales": ((n, k), "float32")}
+    for name in arrays:
+        shape, dtype = expected[name]
         arr = arrays[name]
         if tuple(arr.shape) != shape or np.dtype(arr.dtype) != np.dtype(dtype):
             raise StoreError(f"{loc}: array {name!r} is {arr.dtype} {tuple(arr.shape)}, the spec says "
@@ -404,6 +460,3 @@ def _check_arrays(arrays: dict[str, zarr.Array], spec: StoreSpec, loc: str) -> N
             raise StoreError(f"{loc}: array {name!r} has shards of {arr.shards[0]} rows, the spec says "
                              f"samples_per_shard={spec.samples_per_shard}")
 
-
-# At the end: pagstore.verify uses this module's names (re-exported here as pagstore.store.verify_store).
-from pagstore.verify import VerifyReport, verify_store  # noqa: E402, F401

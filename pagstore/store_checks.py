@@ -62,8 +62,9 @@ def check_values(spec: StoreSpec, rows: np.ndarray, images: np.ndarray, labels: 
 
 
 def validate_shard(spec: StoreSpec, k: int, sl: slice, images: Any, labels: Any, grads: Any, index: Any,
-                    loc: str) -> dict[str, np.ndarray]:
-    """Check one shard's data; return it in the stored dtypes. Errors name the global sample index."""
+                    loc: str, classes: Any = None) -> dict[str, np.ndarray]:
+    """Check one shard's data; return it in the stored dtypes (v2: with ``classes`` (n, K), and for codec
+    int8 the encoded ``grads`` and their ``grad_scales``). Errors name the global sample index."""
     n = sl.stop - sl.start
     where = f"{loc}: shard {k} (samples {sl.start}..{sl.stop - 1})"
     arrs = {"images": np.asarray(images), "labels": np.asarray(labels), "grads": np.asarray(grads),
@@ -101,7 +102,41 @@ def validate_shard(spec: StoreSpec, k: int, sl: slice, images: Any, labels: Any,
         stored = round_mantissa(stored, spec.grad_mantissa_bits)
     _check_finite(stored, f"grads (after casting to {spec.grad_dtype}: magnitude overflow; rescale them or "
                   "use grad_dtype float32)", sl.start, where)
-    return {"images": im.astype(spec.image_dtype), "labels": lb, "grads": stored, "index": ix}
+    out = {"images": im.astype(spec.image_dtype), "labels": lb, "grads": stored, "index": ix}
+    if spec.format_version == 1:
+        return out
+    out["classes"] = _check_classes(spec, classes, lb, n, sl.start, where)
+    if spec.grad_codec == "int8":
+        from pagstore.codec import encode_int8
+
+        out["grads"], out["grad_scales"] = encode_int8(g)
+    return out
+
+
+def _check_classes(spec: StoreSpec, classes: Any, labels: np.ndarray, n: int, start: int, where: str) -> np.ndarray:
+    """v2 ``classes`` of a shard: (n, K) distinct ints in [0, C); all C in order for K = C, true class first
+    for K < C. None is accepted for K = C only (the identity)."""
+    k, c = spec.num_stored_classes, spec.num_classes
+    if classes is None:
+        if k != c:
+            raise StoreError(f"{where}: a store of K={k} < C={c} classes needs the classes (n, K) of each sample")
+        return np.broadcast_to(np.arange(c, dtype=np.int64), (n, c)).copy()
+    cl = np.asarray(classes)
+    if cl.shape != (n, k) or not np.issubdtype(cl.dtype, np.integer):
+        raise StoreError(f"{where}: classes must be integers of shape {(n, k)}, got {cl.dtype} {cl.shape}")
+    cl = cl.astype(np.int64)
+    if k == c:
+        bad = np.flatnonzero((cl != np.arange(c)).any(axis=1))
+        what = "must list classes 0..C-1 in order (K = C)"
+    else:
+        srt = np.sort(cl, axis=1)
+        bad = np.flatnonzero((cl[:, 0] != labels) | (cl < 0).any(axis=1) | (cl >= c).any(axis=1)
+                             | (np.diff(srt, axis=1) == 0).any(axis=1))
+        what = f"must be K={k} distinct classes in [0, {c}) with the true class first"
+    if bad.size:
+        i = int(bad[0])
+        raise StoreError(f"{where}: classes {cl[i].tolist()} of sample {start + i} {what}")
+    return cl
 
 
 def round_mantissa(x: np.ndarray, bits: int) -> np.ndarray:

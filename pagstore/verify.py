@@ -12,16 +12,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import re
 
-from pagstore.spec import SpecError
+import fsspec
+import numpy as np
+import zarr
+
+# verify sits above the store and its export: it imports both, neither imports it (no import circle).
+from pagstore.shards import INDEX_NAME, KEY_PATTERN, ExportError, decode_sample, read_index, shard_entries, \
+    shards_location, tar_samples
+from pagstore.shards import check_export as _check_export
+from pagstore.spec import SpecError, StoreSpec
+from pagstore.store import StoreError, is_url, location_str, open_store, shard_file_key
 
 
 @dataclass
 class Problem:
     """One finding. ``samples`` = [first, last] row range, ``sample`` = one offending row."""
 
-    kind: str  # open | spec | incomplete | missing | decode | nonfinite | label | index | export
+    kind: str  # open | spec | incomplete | missing | decode | nonfinite | label | classes | index | export
     message: str
     array: str | None = None
     shard: int | None = None
@@ -54,8 +63,6 @@ class VerifyReport:
 def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport:
     """Check spec, arrays, completeness and every shard's files and data; if an export is present, its tar
     checksums and every exported sample (spec checks, equal to its zarr row)."""
-    from pagstore.shards import INDEX_NAME, check_export as _check_export, shards_location
-    from pagstore.store import StoreError, location_str, open_store
 
     loc = location_str(path)
     report = VerifyReport(path=loc)
@@ -82,8 +89,6 @@ def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport
         report.problems.extend(_check_shard(store, int(k)))
         report.shards_checked += 1
     if check_export:
-        from pagstore.store import is_url
-
         shards = shards_location(loc)
         present = (Path(shards) / INDEX_NAME).exists() if not is_url(loc) else _url_exists(f"{shards}/{INDEX_NAME}")
         if present:
@@ -102,14 +107,10 @@ def verify_store(path: str | Path, *, check_export: bool = True) -> VerifyReport
 
 def _stale_export(loc: str, store: Any) -> list[Problem]:
     """The export must describe this very store (a recreated store has another spec, e.g. created_at)."""
-    from pagstore.shards import ExportError, read_index
-
     try:
         exported = read_index(loc).get("spec")
     except (ExportError, SpecError):
         return []  # already reported by check_export
-    from pagstore.spec import StoreSpec
-
     ours = store.spec.to_attrs()
     theirs = StoreSpec.from_attrs(exported or {}, where=f"{loc}/shards/index.json").to_attrs()  # normalised
     diff = sorted(k for k in ours if ours[k] != theirs.get(k))
@@ -123,10 +124,6 @@ def _check_export_samples(loc: str, store: Any, skip: set[str]) -> list[Problem]
     """Decode every tar whose checksum matched: each sample must pass the spec checks the stream applies
     (shape, dtype, label, finiteness), the tar must hold exactly its rows in order, and each sample must
     equal the zarr row it names (a sha256 only proves the tar is what the exporter wrote)."""
-    import fsspec
-
-    from pagstore.shards import KEY_PATTERN, ExportError, decode_sample, shard_entries, tar_samples
-
     out: list[Problem] = []
     for entry in shard_entries(loc):
         url = entry["url"]
@@ -157,9 +154,6 @@ def _check_export_samples(loc: str, store: Any, skip: set[str]) -> list[Problem]
 
 def _compare_rows(store: Any, url: str, decoded: list[tuple], samples: list[int]) -> list[Problem]:
     """Samples of one tar vs the zarr rows they name (zarr read problems are reported by the shard checks)."""
-    from pagstore.shards import KEY_PATTERN
-    from pagstore.store import StoreError
-
     rows = np.asarray([d[3] for d in decoded], dtype=np.int64)
     try:
         images, labels, grads = store.read(rows)
@@ -177,24 +171,16 @@ def _compare_rows(store: Any, url: str, decoded: list[tuple], samples: list[int]
 
 def _key_row(message: str) -> int | None:
     """The store row of the sample key an ExportError names (``sample s00000010``), if any."""
-    import re
-
     m = re.search(r"sample s(\d+)", message)
     return int(m.group(1)) if m else None
 
 
 def _url_exists(url: str) -> bool:
-    import fsspec
-
     fs, p = fsspec.core.url_to_fs(url)
     return fs.exists(p)
 
 
 def _check_shard(store: Any, k: int) -> list[Problem]:
-    import zarr
-
-    from pagstore.store import shard_file_key
-
     sl = store.shard_slice(k)
     rows = [sl.start, sl.stop - 1]
     out: list[Problem] = []
@@ -215,7 +201,7 @@ def _check_shard(store: Any, k: int) -> list[Problem]:
             out.append(Problem("decode", f"{store.location}/{chunk_key}: cannot decode shard {k} of {name!r} "
                                f"(samples {rows[0]}..{rows[1]}): {type(exc).__name__}: {exc}",
                                array=name, shard=k, file=f"{store.location}/{chunk_key}", samples=rows))
-    for name in ("grads", "images"):
+    for name in ("grads", "grad_scales", "images"):
         if name in data and np.issubdtype(data[name].dtype, np.floating):
             ok = np.isfinite(data[name].reshape(data[name].shape[0], -1)).all(axis=1)
             if not ok.all():
@@ -230,8 +216,24 @@ def _check_shard(store: Any, k: int) -> list[Problem]:
             i = sl.start + int(bad[0])
             out.append(Problem("label", f"{store.location}: label {int(lb[bad[0]])} of sample {i} (shard {k}) is "
                                f"outside [0, {store.num_classes})", array="labels", shard=k, sample=i))
+    if "classes" in data:
+        out.extend(_check_classes(store, k, data["classes"], data.get("labels")))
     if "index" in data and data["index"].size and data["index"].min() < 0:
         i = sl.start + int(np.flatnonzero(data["index"] < 0)[0])
         out.append(Problem("index", f"{store.location}: negative dataset index at sample {i} (shard {k})",
                            array="index", shard=k, sample=i))
     return out
+
+
+def _check_classes(store: Any, k: int, classes: np.ndarray, labels: np.ndarray | None) -> list[Problem]:
+    """v2: each row's K class ids lie in [0, C), are distinct, and start with the label when K < C."""
+    sl, c = store.shard_slice(k), store.num_classes
+    bad = ((classes < 0) | (classes >= c)).any(axis=1) | (np.diff(np.sort(classes, axis=1), axis=1) == 0).any(axis=1)
+    if labels is not None and classes.shape[1] < c:
+        bad |= classes[:, 0] != labels
+    if not bad.any():
+        return []
+    j = int(np.flatnonzero(bad)[0])
+    return [Problem("classes", f"{store.location}: classes {classes[j].tolist()} of sample {sl.start + j} (shard {k}) "
+                    f"are not {classes.shape[1]} distinct ids in [0, {c}) led by the label", array="classes", shard=k,
+                    sample=sl.start + j)]

@@ -53,9 +53,13 @@ def build_store(name: str, source_params: dict[str, Any], common: DistillCommon,
     result = distill(out, split, recipe, indices=indices, samples_per_shard=common.samples_per_shard,
                      grad_dtype=common.grad_dtype, batch_size=common.batch_size, scheduler=common.scheduler,
                      workers=common.workers, split_name=split_name, source=source,
-                     replace_mismatched=True)
+                     replace_mismatched=True,
+                     # the test store is evaluation's reference for every class: always all C
+                     num_target_classes=common.num_target_classes if split_name == "train" else None,
+                     grad_codec=common.grad_codec, class_seed=common.seed)
     print(f"distill {name}: {len(result.shards_computed)}/{result.num_shards} shards in {result.seconds:.1f} s")
-    export_webdataset(out)
+    if common.export_webdataset:
+        export_webdataset(out)
     report = verify_store(out)
     if not report.ok:
         raise SystemExit(f"{out}: store verification failed: {report.to_dict()}")
@@ -90,8 +94,9 @@ def draw(cfg: DistillPlots, name: str, store_path: Path, split: PreparedSplit, s
             plots.vector_field(split.as_float(store.read_index(pts)), lab, g.astype(np.float32),
                                plots_dir / f"{name}.png", f"{name} gradients")
         return
-    plots.gradient_grid(x, grads.astype(np.float32), split.class_names, plots_dir / f"{name}.png",
-                        f"{name}: samples and their {split.num_classes} target-class gradients",
+    names = [split.class_names[c] for c in store.read_classes([0])[0]]  # titles: row 0's classes (all C if K = C)
+    plots.gradient_grid(x, grads.astype(np.float32), names, plots_dir / f"{name}.png",
+                        f"{name}: samples and their {grads.shape[1]} target-class gradients",
                         [f"y={int(y)}" for y in labels])
     if name == "sbg":
         idx = store.read_index(np.arange(n))

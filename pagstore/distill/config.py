@@ -21,11 +21,16 @@ class DistillCommon:
     workers: int
     seed: int
     device: str = "cpu"
+    num_target_classes: int | None = None  # K target classes per sample (null = all C; store format v2)
+    grad_codec: Literal["raw", "int8"] = "raw"  # "raw" = grad_dtype values; "int8" = int8 + scale per class
+    export_webdataset: bool = True  # also write the webdataset export (shards/); false = zarr only
 
     def validate(self) -> None:
         for key, low in (("samples_per_shard", 1), ("batch_size", 1), ("workers", 0)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")
+        if self.num_target_classes is not None and self.num_target_classes < 1:
+            raise ValueError(f"num_target_classes must be >= 1 or null, got {self.num_target_classes}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pagstore.classes import choose_classes
 from pagstore.data.prepared import PreparedSplit
 from pagstore.distill.shard import ShardWork, run_shard
 from pagstore.sources.base import GradientSource
@@ -51,6 +52,9 @@ def open_or_create(
     grad_dtype: str,
     split_name: str,
     replace_mismatched: bool = False,
+    num_target_classes: int | None = None,
+    grad_codec: str = "raw",
+    class_seed: int = 0,
 ) -> Any:
     """Create the store, or reopen it to resume. A store made from other data or another source is an error,
     or, with ``replace_mismatched``, replaced by a new empty one."""
@@ -76,6 +80,9 @@ def open_or_create(
             dataset=dataset,
             source=source_info,
             samples_per_shard=samples_per_shard,
+            num_target_classes=num_target_classes,
+            class_seed=class_seed,
+            grad_codec=grad_codec,
         )
 
     try:
@@ -107,6 +114,9 @@ def distill(
     split_name: str = "train",
     source: GradientSource | None = None,
     replace_mismatched: bool = False,
+    num_target_classes: int | None = None,
+    grad_codec: str = "raw",
+    class_seed: int = 0,
 ) -> DistillResult:
     """Distill gradients of ``split[indices]`` into the store at ``store_path`` (created or resumed).
 
@@ -126,6 +136,10 @@ def distill(
         split_name: recorded in the store's dataset spec.
         source: an already built source to reuse locally (skips calling ``source_factory`` here).
         replace_mismatched: an existing store made differently is replaced instead of being an error.
+        num_target_classes: K of the C classes per sample (None: all C); K < C stores the true class and
+            K - 1 others drawn by (class_seed, dataset index), and computes only those (SBG: K + 1 rows).
+        grad_codec: "raw" (grad_dtype values) or "int8" (see pagstore.codec).
+        class_seed: seeds the K - 1 other classes (recorded in the spec).
 
     Returns:
         which shards were computed now and how long it took.
@@ -139,13 +153,18 @@ def distill(
     store = open_or_create(
         store_path, split, index, source.describe(),
         samples_per_shard=samples_per_shard, grad_dtype=grad_dtype, split_name=split_name,
-        replace_mismatched=replace_mismatched,
+        replace_mismatched=replace_mismatched, num_target_classes=num_target_classes, grad_codec=grad_codec,
+        class_seed=class_seed,
     )
-    todo = [
-        ShardWork(k, split.images[index[sl]], split.labels[index[sl]], index[sl])
-        for k in store.missing_shards()
-        for sl in [store.shard_slice(k)]
-    ]
+    k_classes = store.spec.num_target_classes  # None: all C
+
+    def work(k: int, sl: slice) -> ShardWork:
+        labels = split.labels[index[sl]]
+        classes = None if k_classes is None else choose_classes(labels, index[sl], split.num_classes, k_classes,
+                                                                class_seed)
+        return ShardWork(k, split.images[index[sl]], labels, index[sl], classes)
+
+    todo = [work(k, store.shard_slice(k)) for k in store.missing_shards()]
     start = time.perf_counter()
     if todo and scheduler:
         from pagstore.distill.cluster import run_on_cluster  # imports dask.distributed

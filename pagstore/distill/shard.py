@@ -17,12 +17,14 @@ from pagstore.sources.base import GradientSource
 
 @dataclass(frozen=True)
 class ShardWork:
-    """The inputs of shard ``k``: stored samples (uint8 images or float32 vectors), labels, dataset indices."""
+    """The inputs of shard ``k``: stored samples (uint8 images or float32 vectors), labels, dataset indices and,
+    for a K-of-C store, the (n, K) target classes of each sample (None: all C)."""
 
     k: int
     images: np.ndarray
     labels: np.ndarray
     index: np.ndarray
+    classes: np.ndarray | None = None
 
 
 def model_space(images: np.ndarray) -> np.ndarray:
@@ -31,12 +33,15 @@ def model_space(images: np.ndarray) -> np.ndarray:
 
 
 def compute_grads(source: GradientSource, work: ShardWork, batch_size: int, grad_dtype: str) -> np.ndarray:
-    """Gradients of one shard, (n, C, *S) in ``grad_dtype``, computed ``batch_size`` samples at a time."""
+    """Gradients of one shard, (n, K, *S) in ``grad_dtype`` (K = C without ``work.classes``), computed
+    ``batch_size`` samples at a time; only the K classes are computed."""
     x = model_space(work.images)
-    out = np.empty((len(x), source.num_classes, *x.shape[1:]), dtype=np.dtype(grad_dtype))
+    k = source.num_classes if work.classes is None else work.classes.shape[1]
+    out = np.empty((len(x), k, *x.shape[1:]), dtype=np.dtype(grad_dtype))
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
-        out[sl] = source.compute(x[sl], work.labels[sl], work.index[sl])
+        cl = None if work.classes is None else work.classes[sl]
+        out[sl] = source.compute(x[sl], work.labels[sl], work.index[sl], cl)
     return out
 
 
@@ -46,7 +51,7 @@ def run_shard(store_path: str | Path, source: GradientSource, work: ShardWork, b
 
     grads = compute_grads(source, work, batch_size, grad_dtype)
     store = open_store(store_path, mode="r+")
-    store.write_shard(work.k, work.images, work.labels, grads, work.index)
+    store.write_shard(work.k, work.images, work.labels, grads, work.index, work.classes)
     return work.k
 
 

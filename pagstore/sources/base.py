@@ -36,16 +36,19 @@ class GradientSource(ABC):
         self.num_classes = int(num_classes)
         self.sample_shape = tuple(int(s) for s in sample_shape)
 
-    def compute(self, x: ArrayLike, labels: ArrayLike, indices: ArrayLike) -> ArrayLike:
-        """Gradients for every target class.
+    def compute(self, x: ArrayLike, labels: ArrayLike, indices: ArrayLike,
+                classes: ArrayLike | None = None) -> ArrayLike:
+        """Gradients for every target class, or for the K ``classes`` of each sample.
 
         Args:
             x: float32 (B, *S) samples in model space ([0, 1] images, or raw vectors).
             labels: int64 (B,) true labels (sources may ignore them).
             indices: int64 (B,) dataset indices of the samples (fixes SBG noise, NN self-exclusion).
+            classes: int64 (B, K) target classes per sample (None: all C in class order).
 
         Returns:
-            float32 (B, C, *S) gradients, a torch tensor if ``x`` is one, else a numpy array.
+            float32 (B, C, *S) gradients (or (B, K, *S) for ``classes``), a torch tensor if ``x`` is one,
+            else a numpy array.
         """
         as_torch = isinstance(x, torch.Tensor)
         xt = torch.as_tensor(np.asarray(x) if not as_torch else x, dtype=torch.float32)
@@ -60,9 +63,27 @@ class GradientSource(ABC):
                 f"source '{self.name}': labels {tuple(lb.shape)} and indices {tuple(ix.shape)} must both be "
                 f"({xt.shape[0]},) for a batch of {xt.shape[0]} samples"
             )
+        cl = None
+        if classes is not None:
+            cl = torch.as_tensor(np.asarray(classes) if not isinstance(classes, torch.Tensor) else classes).long()
+            if cl.dim() != 2 or cl.shape[0] != xt.shape[0] or cl.numel() and not (
+                    0 <= int(cl.min()) and int(cl.max()) < self.num_classes):
+                raise SourceError(f"source '{self.name}': classes must be (B={xt.shape[0]}, K) ids in "
+                                  f"[0, {self.num_classes}), got {tuple(cl.shape)}")
         with torch.no_grad():
-            grads = self._compute(xt.cpu(), lb.cpu(), ix.cpu()).float()
+            if cl is None:
+                grads = self._compute(xt.cpu(), lb.cpu(), ix.cpu()).float()
+            else:
+                grads = self._compute_classes(xt.cpu(), lb.cpu(), ix.cpu(), cl.cpu()).float()
         return grads if as_torch else grads.numpy()
+
+    def _compute_classes(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                         classes: torch.Tensor) -> torch.Tensor:
+        """(B, *S), (B,), (B,), (B, K) -> (B, K, *S). Default: all C, then the K asked (cheap heuristics);
+        SBG overrides it to evaluate only the K classes."""
+        grads = self._compute(x, labels, indices)
+        return grads.gather(1, classes.view(*classes.shape, *([1] * (grads.dim() - 2))).expand(
+            *classes.shape, *grads.shape[2:]))
 
     @abstractmethod
     def _compute(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

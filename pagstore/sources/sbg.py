@@ -194,6 +194,27 @@ class ScoreBasedSource(GradientSource):
         score_u = -eps_u / float(np.sqrt(1.0 - self.alphabar_uncond))
         return (PIXEL_CHAIN_RULE * (score_c - score_u)).cpu()
 
+    def _compute_classes(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                         classes: torch.Tensor) -> torch.Tensor:
+        """Only the K asked classes: K + 1 rows per image (its K labels, then "no class") instead of C + 1."""
+        if self.uncond is not None:
+            # The pair's unconditional term is shared by all classes; selecting classes there is not wired yet.
+            raise SourceError("source 'sbg': num_target_classes (K of C) is not supported with uncond_checkpoint; "
+                              "distill all C classes (num_target_classes: null)")
+        b, k, c, fb = x.shape[0], classes.shape[1], self.num_classes, self.params.forward_batch
+        x_t = self.noisy(x, indices).to(self.device)
+        n_pad = -b % fb  # whole forwards of a fixed shape, as in _compute
+        x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
+        y_all = torch.cat([classes, torch.full((b, 1), c, dtype=torch.int64)], dim=1)  # (B, K + 1)
+        y_all = torch.cat([y_all, torch.full((n_pad, k + 1), c, dtype=torch.int64)]).to(self.device)
+        t = torch.full((fb * (k + 1),), self.t, dtype=torch.int64, device=self.device)
+        eps = torch.cat([
+            self.eps_fn(x_t[i : i + fb].repeat_interleave(k + 1, dim=0), t, y_all[i : i + fb].reshape(-1)).float()
+            for i in range(0, b + n_pad, fb)
+        ])[: b * (k + 1)].reshape(b, k + 1, *x.shape[1:])
+        score = -eps / float(np.sqrt(1.0 - self.alphabar))
+        return (PIXEL_CHAIN_RULE * (score[:, :k] - score[:, k:])).cpu()
+
     def describe(self) -> dict[str, Any]:
         if self.uncond is not None:
             return self._describe_pair()

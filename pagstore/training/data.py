@@ -44,11 +44,13 @@ def array_batches(
         yield torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx]), None
 
 
-def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
-    """Yield (x, y, grads float32 (B, C, *S)) streamed from the store's webdataset shards (DDP-aware)."""
+def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int,
+                  k_of_c: bool = False) -> Iterator[Batch]:
+    """Yield (x, y, grads float32 (B, K, *S)) streamed from the store's webdataset shards (DDP-aware); with
+    ``k_of_c`` (a store of K < C classes) a 4th item, the classes (B, K) of the grads."""
     from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
 
-    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch)
+    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch, with_classes=k_of_c)
 
 
 def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:

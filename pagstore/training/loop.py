@@ -64,13 +64,14 @@ def train_epoch(
         batch = next(it, None)
         if not all_have_batch(batch is not None):
             break
-        x, y, g = (t.to(device) if t is not None else None for t in batch)
+        x, y, g, *cl = (t.to(device) if t is not None else None for t in batch)  # cl: K < C store classes
         if opts.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         aug = None
         if opts.augment and x.dim() == 4:
             aug = sample_augmentation(x.shape[0], pad=opts.crop_pad, flip=opts.flip, generator=generator)
-        loss, terms = objective_loss(model, x, y, g, spec, augment=aug, clamp=opts.clamp, generator=generator)
+        loss, terms = objective_loss(model, x, y, g, spec, augment=aug, clamp=opts.clamp, generator=generator,
+                                     classes=cl[0] if cl else None)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {float(loss)} at sample {seen} (terms {terms})")
         optimizer.zero_grad(set_to_none=True)

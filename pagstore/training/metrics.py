@@ -19,17 +19,19 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(int(x.shape[0]), 1)
 
 
-def alignment(model: nn.Module, x: torch.Tensor, grads: torch.Tensor, batch_size: int = 32) -> float:
-    """Mean cosine between grad_x log p(y|x) and stored gradients over all images and classes.
+def alignment(model: nn.Module, x: torch.Tensor, grads: torch.Tensor, classes: torch.Tensor | None = None,
+              batch_size: int = 32) -> float:
+    """Mean cosine between grad_x log p(y|x) and stored gradients over all images and stored classes.
 
-    x: (N, *S); grads: (N, C, *S). Eval mode, no augmentation.
+    x: (N, *S); grads: (N, K, *S); classes: (N, K) class ids of the grads (None: K = C, slot c is class c).
+    Eval mode, no augmentation.
     """
     model.eval()
     c = grads.shape[1]
     cos: list[np.ndarray] = []
     for i in range(0, x.shape[0], batch_size):
         xb, gb = x[i : i + batch_size], grads[i : i + batch_size]
-        targets = torch.arange(c).expand(xb.shape[0], c)
+        targets = torch.arange(c).expand(xb.shape[0], c) if classes is None else classes[i : i + batch_size]
         v = input_grads_log_prob(model, xb, targets, create_graph=False)
         cos.append((1.0 - cosine_loss(v.flatten(2).flatten(0, 1), gb.flatten(2).flatten(0, 1))).numpy())
     return float(np.concatenate(cos).mean()) if cos else float("nan")

@@ -92,7 +92,7 @@ class ObjectiveSpec:
 
 def _pag_term_frozen_bn(
     model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
-    augment: Augmentation | None, aug_rep: Augmentation | None,
+    augment: Augmentation | None, aug_rep: Augmentation | None, classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
 
@@ -109,7 +109,7 @@ def _pag_term_frozen_bn(
         with record_batch_stats(model) as stats:
             logits = model(xa)
     with frozen_batch_norm(stats):
-        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps)
+        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps, classes=classes)
     return pag, logits
 
 
@@ -123,6 +123,7 @@ def objective_loss(
     augment: Augmentation | None = None,
     clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss for one batch and its terms (floats, for logging).
 
@@ -131,6 +132,7 @@ def objective_loss(
             (required when ``spec.store`` is set, ignored otherwise).
         augment: per-sample augmentation applied inside the graph (images only).
         clamp: valid input range for adversarial examples, None for vector data.
+        classes: (B, K) class ids of ``grads`` from a K < C store (None: K = C, slot c is class c).
     Returns:
         (scalar loss with graph, {"loss", "ce", "adv", "pag", "acc"}).
     """
@@ -141,16 +143,24 @@ def objective_loss(
             raise ValueError(f"objective with store {spec.store!r} needs stored gradients in every batch")
         c = grads.shape[1]
         k = c if spec.k_classes is None else spec.k_classes  # k <= C is checked by train_method
-        targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
+        stored = classes is not None
+        if stored:  # K-of-C store: k <= K of its classes, the true class (slot 0) always
+            k = min(k, c)
+            slots = sample_target_classes(torch.zeros_like(y), c, k, generator) if k < c else \
+                torch.arange(c).expand(len(y), c)
+            targets = classes.gather(1, slots.to(classes.device))
+        else:
+            targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None
         # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
-        loss_targets = None if k == c else targets
+        loss_targets = None if k == c and not stored else targets
+        stored_classes = classes if stored else None
         if spec.pag_bn == "frozen" and batch_norm_layers(model):
-            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep)
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep, stored_classes)
         else:
             pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
-                                                 eps=spec.cos_eps, return_logits=True)
+                                                 eps=spec.cos_eps, return_logits=True, classes=stored_classes)
         if spec.objective == "pag" and logits is None:
             # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
             # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.

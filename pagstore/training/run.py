@@ -47,16 +47,20 @@ def _held_out(split: PreparedSplit, n: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx])
 
 
-def _align_batch(store_path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A fixed, un-augmented batch of the store (images in model space, gradients) for the alignment metric."""
+def _align_batch(store_path: Path, n: int) -> tuple[torch.Tensor, ...] | None:
+    """A fixed, un-augmented batch of the store (images in model space, gradients (n, K, *S) and, for a K < C
+    store, their classes (n, K)) for the alignment metric."""
     if n == 0:
         return None
     from pagstore.store import open_store
 
     store = open_store(str(store_path), mode="r")
-    images, _, grads = store.read(np.arange(min(n, store.num_samples)))
+    rows = np.arange(min(n, store.num_samples))
+    images, _, grads = store.read(rows)
     x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    return torch.from_numpy(x), torch.from_numpy(grads.astype(np.float32))
+    out = (torch.from_numpy(x), torch.from_numpy(grads.astype(np.float32)))
+    k_of_c = store.num_stored_classes < store.num_classes
+    return (*out, torch.from_numpy(store.read_classes(rows))) if k_of_c else out
 
 
 def run_id(method: str, spec: ObjectiveSpec, common: TrainCommon, fingerprints: dict[str, Any]) -> str:
@@ -171,7 +175,8 @@ def train_method(
         if controls is not None:
             return controls.batches(common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
         if store_path is not None:
-            return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch)
+            return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch,
+                                 k_of_c=store_attrs.get("num_target_classes", train.num_classes) < train.num_classes)
         return array_batches(train, common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:

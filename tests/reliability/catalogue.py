@@ -36,7 +36,7 @@ class Row:
 KILL_ROWS = [
     Row("kill/distill", "stages.distill (SBG source, dask)", "SIGKILL after 1-6 of 8 shards + 0-0.12 s (3 seeded "
         "points), and once the webdataset export starts", "done-flagged shards equal an uninterrupted run's; index.json only over whole tars; rerun -> "
-        "byte-identical array chunks and tars, same spec (except created_at)",
+        "byte-identical files, metadata included (format v2 has no created_at)",
         "test_rel_kill::test_distill_killed_resumes_to_same_bytes"),
     Row("kill/train_diffusion", "stages.train_diffusion", "SIGKILL after 1-3 of 4 checkpoint saves + 0-0.3 s "
         "(3 points)", "checkpoint loadable, at a save step; no loss.csv/samples.png before the end; rerun -> "

@@ -24,7 +24,8 @@ from pagstore.cli import app
 from pagstore.loaders import ZarrGradientDataset, stream_batches
 from pagstore.shards import ExportError
 from pagstore.spec import SpecError
-from pagstore.store import StoreError, open_store, verify_store
+from pagstore.store import StoreError, open_store
+from pagstore.verify import verify_store
 
 PROJECT_ERRORS = (StoreError, SpecError, ExportError)
 

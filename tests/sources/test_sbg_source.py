@@ -74,3 +74,25 @@ def test_sbg_bad_inputs(setup, tmp_path):
     shifted = tiny_images(n=12, classes=3, shape=(1, 8, 8), seed=9)
     with pytest.raises(SourceError, match="trained on dataset"):
         build_source("sbg", {"t": 5}, shifted, checkpoint=ckpt)
+
+
+def test_sbg_k_of_c_computes_only_the_asked_classes(setup):
+    """K-of-C distillation: K + 1 model rows per image (not C + 1), the same gradients as the full compute."""
+    from pagstore.classes import choose_classes
+
+    split, ckpt = setup
+    src = build_source("sbg", {"t": 20, "forward_batch": 2}, split, seed=5, checkpoint=ckpt)
+    idx = np.arange(5, dtype=np.int64)
+    x, y = split.as_float(idx), split.labels[idx]
+    full = src.compute(x, y, idx)
+    rows = []
+    inner = src.eps_fn
+    src.eps_fn = lambda x_t, t, lab: (rows.append(lab.clone()), inner(x_t, t, lab))[1]
+    classes = choose_classes(y, idx, 3, 2, seed=1)
+    part = src.compute(x, y, idx, classes)
+    src.eps_fn = inner
+    assert part.shape == (5, 2, 1, 8, 8)
+    labels_seen = torch.cat(rows).view(-1, 3)  # 3 forwards of 2 images (one padded) x (K + 1 = 3) rows
+    assert labels_seen.shape[0] == 6 and (labels_seen[:5, :2].numpy() == classes).all() and (labels_seen[:, 2] == 3).all()
+    want = np.take_along_axis(full, classes[:, :, None, None, None], axis=1)
+    np.testing.assert_allclose(part, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -1,7 +1,8 @@
 """The ONE contract suite both store layouts pass: zarr random access and the webdataset shard stream.
 
 Each layout reads a store written by the real writer; the expected content is regenerated independently
-from store_fixtures.shard_data, so a reader that reorders, drops or mis-decodes anything fails.
+from store_fixtures.shard_data, so a reader that reorders, drops or mis-decodes anything fails. Every test
+runs on each store variant: format v1, v2 with K = C, v2 with K = 2 < C = 3 classes, and v2 K = 2 int8.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+import store_fixtures
 from store_fixtures import dataset_info, expected, filled_store, new_store, shard_data, write_shards
 
 from pagstore.loaders import ZarrGradientDataset, stream_batches
@@ -39,7 +41,7 @@ class ZarrLayout:
         pass
 
     def batches(self, path: Path, batch_size: int, order: list[int] | None = None) -> list[tuple]:
-        ds = ZarrGradientDataset(path)
+        ds = ZarrGradientDataset(path, with_classes=True)
         sampler = order if order is not None else range(len(ds))
         return list(torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler))
 
@@ -58,7 +60,7 @@ class StreamLayout:
 
     def batches(self, path: Path, batch_size: int, order: list[int] | None = None) -> list[tuple]:
         assert order is None, "the stream decides its own order"
-        return list(stream_batches(path, batch_size, shuffle=False, seed=0, epoch=0))
+        return list(stream_batches(path, batch_size, shuffle=False, seed=0, epoch=0, with_classes=True))
 
     def epoch_order(self, path: Path, seed: int, epoch: int) -> list[int]:
         rows = [b[3] for b in stream_batches(path, 5, shuffle=True, seed=seed, epoch=epoch, with_index=True,
@@ -71,20 +73,31 @@ def layout(request: pytest.FixtureRequest) -> ZarrLayout | StreamLayout:
     return request.param
 
 
+@pytest.fixture(autouse=True, params=list(store_fixtures.VARIANTS))
+def variant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store variant every test of this module writes and reads (see store_fixtures.VARIANTS)."""
+    monkeypatch.setattr(store_fixtures, "VARIANT", dict(store_fixtures.VARIANTS[request.param]))
+    return request.param
+
+
 def _cat(batches: list[tuple]) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.cat([b[i] for b in batches]) for i in range(3))
+    return tuple(torch.cat([b[i] for b in batches]) for i in range(4))
 
 
 def _assert_content(layout, path: Path, exp: dict[str, np.ndarray], image_dtype: str = "uint8",
                     grad_dtype: str = "float16") -> None:
     layout.prepare(path)
-    images, labels, grads = _cat(layout.batches(path, batch_size=6))
+    images, labels, grads, classes = _cat(layout.batches(path, batch_size=6))
     want_images = exp["images"].astype(np.float32) / (255.0 if image_dtype == "uint8" else 1.0)
     want_grads = exp["grads"].astype(grad_dtype).astype(np.float32)
     assert images.dtype == torch.float32 and labels.dtype == torch.int64 and grads.dtype == torch.float32
     np.testing.assert_array_equal(images.numpy(), want_images)
     np.testing.assert_array_equal(labels.numpy(), exp["labels"])
     np.testing.assert_array_equal(grads.numpy(), want_grads)
+    assert classes.dtype == torch.int64
+    np.testing.assert_array_equal(classes.numpy(), exp["classes"])
+    if classes.shape[1] < len(store_fixtures.CLASSES):
+        np.testing.assert_array_equal(classes[:, 0].numpy(), exp["labels"])  # true class first
 
 
 @pytest.mark.parametrize("grad_dtype", ["float16", "float32"])
@@ -202,15 +215,15 @@ def test_newer_format_version_is_refused(layout, tmp_path: Path) -> None:
     layout.prepare(path)
     if layout.name == "zarr":
         group = zarr.open_group(str(path), mode="r+")
-        group.attrs["format_version"] = 2
-        with pytest.raises(SpecError, match=r"format_version 2 .*newer.*format_version 1"):
+        group.attrs["format_version"] = 3
+        with pytest.raises(SpecError, match=r"format_version 3 .*newer.*format_version 1, 2"):
             layout.batches(path, 4)
     else:
         index_file = path / "shards" / "index.json"
         index = json.loads(index_file.read_text())
-        index["spec"]["format_version"] = 2
+        index["spec"]["format_version"] = 3
         index_file.write_text(json.dumps(index))
-        with pytest.raises(SpecError, match=r"format_version 2 .*newer.*format_version 1"):
+        with pytest.raises(SpecError, match=r"format_version 3 .*newer.*format_version 1, 2"):
             layout.batches(path, 4)
 
 
@@ -218,10 +231,10 @@ def test_rejected_write_leaves_shard_missing_and_layout_refuses(layout, tmp_path
     path = tmp_path / "s"
     store = new_store(path, num_samples=16, samples_per_shard=8)
     write_shards(store, [0])
-    d = shard_data(1, 8, 16, (1, 4, 4))
-    d["grads"][5, 2, 0, 1, 1] = np.nan
+    d = shard_data(1, 8, 16, (1, 4, 4), num_target_classes=store.spec.num_target_classes)
+    d["grads"][5, 1, 0, 1, 1] = np.nan
     with pytest.raises(StoreError, match="sample 13"):
-        store.write_shard(1, d["images"], d["labels"], d["grads"], d["index"])
+        store.write_shard(1, d["images"], d["labels"], d["grads"], d["index"], d["classes"])
     assert store.missing_shards() == [1]
     with pytest.raises(StoreError, match="missing shards"):
         layout.prepare(path) if layout.name == "webdataset" else layout.batches(path, 4)

@@ -36,3 +36,39 @@ def test_public_names() -> None:
 
     for name in ("open_store", "create_store", "GradientStore", "ZarrGradientDataset", "stream_batches"):
         assert callable(getattr(pagstore, name))
+
+
+STORE_MODULES = ("spec", "store_checks", "codec", "classes", "store", "shards", "verify", "loaders", "migrate",
+                 "cli_migrate")
+
+
+def _pagstore_imports(module: str) -> set[str]:
+    """The store modules that ``pagstore/<module>.py`` imports, at module level or inside functions."""
+    import ast
+
+    tree = ast.parse((REPO / "pagstore" / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pagstore."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "pagstore":
+            names.update(a.name for a in node.names)
+    return names & set(STORE_MODULES) - {module}
+
+
+def test_store_modules_import_one_way() -> None:
+    """No import circle among the store modules (issue 17: store -> verify -> shards -> store was one):
+    spec, codec and classes at the bottom, store above them, shards above store, verify above both."""
+    graph = {m: _pagstore_imports(m) for m in STORE_MODULES}
+    assert "verify" not in graph["store"] | graph["shards"] and "shards" not in graph["store"]
+    done: set[str] = set()
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        assert m not in path, f"import circle: {' -> '.join(path + (m,))}"
+        if m not in done:
+            for dep in graph[m]:
+                visit(dep, path + (m,))
+            done.add(m)
+
+    for m in STORE_MODULES:
+        visit(m, ())

@@ -11,7 +11,8 @@ from store_fixtures import new_store, write_shards
 
 from pagstore.loaders import stream_batches
 from pagstore.shards import ExportError, export_webdataset
-from pagstore.store import StoreDataError, nonfinite_rows, open_store, shard_file_key, verify_store
+from pagstore.store import StoreDataError, nonfinite_rows, open_store, shard_file_key
+from pagstore.verify import verify_store
 
 
 def test_all_fill_value_shard_is_stored_and_reads_clean(tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ def test_attrs_round_trip(tmp_path) -> None:
         spec.shard_slice(3)
 
 
-@pytest.mark.parametrize("version, hint", [(2, "newer"), (0, ""), ("1", "")])
+@pytest.mark.parametrize("version, hint", [(3, "newer"), (0, ""), ("1", "")])
 def test_unsupported_versions_are_named(tmp_path, version, hint) -> None:
     attrs = {**_attrs(tmp_path), "format_version": version}
-    with pytest.raises(SpecError, match=rf"format_version {version!r}.*{hint}.*reads format_version 1"):
+    with pytest.raises(SpecError, match=rf"format_version {version!r}.*{hint}.*reads format_version 1, 2"):
         StoreSpec.from_attrs(attrs, where="here")
 
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from pagstore.cli import app
 from pagstore.loaders import ZarrGradientDataset, stream_batches
 from pagstore.shards import export_webdataset
-from pagstore.store import open_store, verify_store
+from pagstore.store import open_store
+from pagstore.verify import verify_store
 
 
 @pytest.fixture(scope="module")

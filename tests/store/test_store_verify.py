@@ -10,7 +10,7 @@ import zarr
 from store_fixtures import filled_store, new_store, write_shards
 
 from pagstore.shards import export_webdataset
-from pagstore.store import verify_store
+from pagstore.verify import verify_store
 
 
 def _store(tmp_path: Path) -> Path:

@@ -86,3 +86,29 @@ def test_k_classes_needs_labels_and_bad_shapes_are_named(setup) -> None:
     assert torch.isfinite(pag_alignment_loss(model, x, g, labels=torch.tensor([0, 1, 2]), k_classes=2))
     with pytest.raises(ValueError, match="target_grads must be"):
         pag_alignment_loss(model, x, g[:, :, :, :4])
+
+
+def test_loss_aligns_stored_classes_of_a_k_of_c_store():
+    """classes=(B, K): target_grads' slot j is class classes[:, j]; targets are class ids, scaled by C / T."""
+    import torch as _torch
+
+    from pagstore.loss import pag_alignment_loss, pag_alignment_loss_bruteforce
+
+    _torch.manual_seed(0)
+    model = _torch.nn.Sequential(_torch.nn.Flatten(), _torch.nn.Linear(16, 5))
+    x = _torch.rand(4, 1, 4, 4)
+    full = _torch.randn(4, 5, 1, 4, 4)  # what a K = C store would hold
+    classes = _torch.tensor([[2, 0, 4], [1, 3, 0], [4, 2, 1], [0, 1, 3]])
+    stored = full.gather(1, classes.view(4, 3, 1, 1, 1).expand(4, 3, 1, 4, 4))  # the K = 3 stored slots
+    got = pag_alignment_loss(model, x, stored, classes=classes)
+    want = pag_alignment_loss_bruteforce(model, x, full, classes)  # both scale the sum by C / T = 5 / 3
+    _torch.testing.assert_close(got, want)
+    # an explicit class-id target list reads each id's slot
+    targets = classes[:, [2, 0]]
+    _torch.testing.assert_close(pag_alignment_loss(model, x, stored, targets, classes=classes),
+                                pag_alignment_loss_bruteforce(model, x, full, targets))
+    sampled = pag_alignment_loss(model, x, stored, classes=classes, k_classes=2,
+                                 generator=_torch.Generator().manual_seed(0))
+    assert _torch.isfinite(sampled)
+    with pytest.raises(ValueError, match="among the stored classes"):
+        pag_alignment_loss(model, x, stored, _torch.tensor([[3], [2], [0], [2]]), classes=classes)
