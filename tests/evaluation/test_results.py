@@ -35,5 +35,6 @@ def test_committed_metrics_give_the_committed_report():
                                  REPO / "metrics" / "toy.json")
     committed = (REPO / "reports" / "results.md").read_text()
     assert committed.startswith(md + "\n## Plots\n")
-    saved = json.loads((REPO / "metrics" / "report.json").read_text())
+    saved = json.loads((REPO / "metrics" / "report.details.json").read_text())
     assert json.loads(json.dumps(report)) == {k: v for k, v in saved.items() if k != "lambda_sweeps"}
+    assert json.loads((REPO / "metrics" / "report.json").read_text()) == report["correlations"]

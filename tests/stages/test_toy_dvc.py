@@ -16,9 +16,13 @@ OVERRIDES = {"toy": {"data": {"points_per_mode": 20, "test_size": 12}, "epochs":
 def test_dvc_repro_toy(tmp_path):
     root = dvc_project(tmp_path, OVERRIDES)
     dvc(root, "repro", "toy")  # needs no other stage: it makes its own toy2d data
-    metrics = json.loads((root / "metrics/toy.json").read_text())
+    metrics = json.loads((root / "metrics/toy.details.json").read_text())  # the full record
     assert metrics["params"]["epochs"] == 2 and metrics["seeds"] == [0]
     assert set(metrics["vanilla"]) >= {"clean_mean", "clean_std", "robust_mean", "robust_std", "robust_per_seed"}
+    lean = json.loads((root / "metrics/toy.json").read_text())  # what DVC shows: means and stds only
+    assert set(lean) == {"vanilla", "nn-pag"}
+    assert set(lean["nn-pag"]) == {f"{q}_{s}" for q in ("clean", "robust", "robust_grid") for s in ("mean", "std")}
+    assert lean["nn-pag"]["robust_mean"] == metrics["nn-pag"]["robust_mean"]
     assert (root / "plots/toy/decision_boundaries.png").stat().st_size > 0
     assert open_store(root / "runs/toy/stores/nn-seed0").is_complete()
     lock = yaml.safe_load((root / "dvc.lock").read_text())
