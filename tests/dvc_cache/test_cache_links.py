@@ -19,16 +19,16 @@ import yaml
 from tests.helpers.dvc_project import REPO, dvc, run
 
 DVC_YAML = {"stages": {"ckpt": {
-    "cmd": "python -m tests.dvc.persist_stage models/ckpt.bin ${version}",
+    "cmd": "python -m tests.dvc_cache.persist_stage models/ckpt.bin ${version}",
     "params": ["version"],
     "outs": [{"models/ckpt.bin": {"persist": True}}]}}}
 
 
 def _project(tmp_path: Path, cache_type: str) -> Path:
     root = tmp_path / "p"
-    (root / "tests" / "dvc").mkdir(parents=True)
+    (root / "tests" / "dvc_cache").mkdir(parents=True)
     for name in ("__init__.py", "persist_stage.py"):
-        (root / "tests" / "dvc" / name).write_bytes((REPO / "tests" / "dvc" / name).read_bytes())
+        (root / "tests" / "dvc_cache" / name).write_bytes((REPO / "tests" / "dvc_cache" / name).read_bytes())
     (root / "tests" / "__init__.py").write_text("")
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
     (root / "params.yaml").write_text("version: 1\n")
