@@ -20,8 +20,11 @@ ROBUST_KEYS = ("aa_l2", "aa_linf", "aa_l2_large", "aa_linf_large")
 # two the report compares; the per-class-group SBG cosines stay in the details file.
 ALIGN_KEYS = {"sbg_cos": "sbg_cos_mean", "etmann": "etmann_mean"}
 TRAIN_KEYS = {"test_acc": "test_acc", "align_cos": "align_cos", "seconds": "train_seconds"}
-# The toy headline: accuracy on clean points, under L2 PGD, and the grid-searched upper bound.
-TOY_KEYS = tuple(f"{q}_{s}" for q in ("clean", "robust", "robust_grid") for s in ("mean", "std"))
+# The toy headline per model, lean name -> key in the full record: accuracy (%) on clean points and under
+# L2 PGD, mean and std over seeds (the grid-searched bound and per-seed values stay in the details).
+TOY_KEYS = {"clean": "clean_mean", "clean_sd": "clean_std", "pgd": "robust_mean", "pgd_sd": "robust_std"}
+# Report correlations, lean name "l2~sbg" for the record's "aa_l2~sbg_cos_mean".
+CORR_ALIGN = {"sbg_cos_mean": "sbg", "etmann_mean": "etmann"}
 
 
 def details_path(metrics_path: str | Path) -> Path:
@@ -69,17 +72,21 @@ def lean_train(final: dict[str, Any]) -> dict[str, float]:
 
 
 def lean_toy(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per toy model, mean and std over seeds of clean, PGD-robust and grid-robust accuracy (%)."""
+    """Per toy model, mean and std over seeds of clean and L2-PGD accuracy (%): clean, clean_sd, pgd, pgd_sd."""
     out = {}
     for model, entry in metrics.items():
         if model in ("paper", "params") or not isinstance(entry, dict):
             continue
-        stats = {k: entry[k] for k in TOY_KEYS if _is_num(entry.get(k))}
+        stats = {short: entry[full] for short, full in TOY_KEYS.items() if _is_num(entry.get(full))}
         if stats:
             out[model] = stats
     return out
 
 
 def lean_report(report: dict[str, Any]) -> dict[str, float | None]:
-    """The correlations across models of each robust metric with each alignment metric."""
-    return dict(report.get("correlations") or {})
+    """The correlations across models of each robust metric with each alignment metric ("l2~sbg", ...)."""
+    out = {}
+    for key, value in (report.get("correlations") or {}).items():
+        robust, _, align = key.partition("~")
+        out[f"{robust.removeprefix('aa_')}~{CORR_ALIGN.get(align, align)}"] = value
+    return out

@@ -45,6 +45,8 @@ def test_dvc_repro_report(tmp_path: Path) -> None:
     shown = json.loads(dvc(root, "metrics", "show", "--json").stdout)[""]["data"]
     details = json.loads((root / "metrics" / "report.details.json").read_text())
     assert details["models"]["at-l2"]["aa_l2"] == 0.6
-    assert shown["metrics/report.json"]["data"] == details["correlations"]  # the report's metrics: correlations
+    # The report's metrics: the correlations, short names ("l2~sbg" = AA L2 with sbg_cos_mean).
+    assert shown["metrics/report.json"]["data"]["l2~sbg"] == details["correlations"]["aa_l2~sbg_cos_mean"]
+    assert len(shown["metrics/report.json"]["data"]) == len(details["correlations"]) == 8
     assert shown["metrics/eval/vanilla.json"]["data"]["clean"] == 0.98
     assert (root / "plots" / "report" / "robust_vs_alignment.png").is_file()
