@@ -14,6 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.profile import EvalBudget
@@ -26,6 +27,7 @@ STATE_NOTE = ("AutoAttack resume state of an interrupted evaluation lives here; 
               "so there is none.\n")
 
 
+@user_errors("evaluate")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True)

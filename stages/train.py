@@ -14,19 +14,20 @@ import os
 from pathlib import Path
 
 from pagstore.atomic import write_json
-from pagstore.config import load_section
+from pagstore.errors import user_errors
 from pagstore.metrics_files import lean_train
+from pagstore.profiles import load_effective
 from pagstore.training.config import TrainSection
 from pagstore.training.run import train_method
 
 
 def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metrics: Path, plots: Path,
         details: Path | None = None) -> dict:
-    """Load the ``train`` section, pick ``method`` and train it; returns the final metrics.
+    """Load the effective ``train`` section (profile recipe merged), pick ``method`` and train it.
 
     With ``details`` the full final record goes there and ``metrics`` holds only the scalars to compare.
     """
-    section = load_section(params, "train", TrainSection)
+    section = load_effective(params, "train", TrainSection)
     try:
         spec = section.method(method)
     except KeyError as exc:
@@ -37,6 +38,7 @@ def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metr
     return final
 
 
+@user_errors("train")
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
