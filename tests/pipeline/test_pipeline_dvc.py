@@ -94,7 +94,7 @@ def test_experiment_recovery_and_temp_run_as_documented(project):
     root, _ = project
     committed = (root / "pipeline.yaml").read_text()
     # A failing experiment (a mistyped value) leaves pipeline.yaml edited and the stage's outputs removed.
-    failed = dvc(root, "exp", "run", "-S", "pipeline.yaml:train.methods.pag-cm.lam=high", check=False)
+    failed = dvc(root, "exp", "run", "-S", "pipeline.yaml:++train.methods.pag-cm.lam=high", check=False)
     assert failed.returncode != 0 and "lam" in failed.stdout + failed.stderr
     assert (root / "pipeline.yaml").read_text() != committed
     assert not (root / "metrics" / "train" / "pag-cm.json").exists()
@@ -103,11 +103,11 @@ def test_experiment_recovery_and_temp_run_as_documented(project):
     assert dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
     # --temp runs in a copy: the workspace (params and outputs) stays as committed.
     before = (root / "metrics" / "train" / "pag-cm.json").read_text()
-    dvc(root, "exp", "run", "--temp", "-S", "pipeline.yaml:train.methods.pag-cm.lam=0.4")
+    dvc(root, "exp", "run", "--temp", "-S", "pipeline.yaml:++train.methods.pag-cm.lam=0.4")
     assert (root / "pipeline.yaml").read_text() == committed
     assert (root / "metrics" / "train" / "pag-cm.json").read_text() == before
     # The README's experiment, in the workspace: only pag-cm's training and evaluation and the report rerun.
-    out = run_documented("dvc exp run -S pipeline.yaml:train.methods.pag-cm.lam=0.3", cwd=root)
+    out = run_documented("dvc exp run -S pipeline.yaml:++train.methods.pag-cm.lam=0.3", cwd=root)
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@pag-cm", "evaluate@pag-cm", "report"}, ran
     table = run_documented("dvc exp show --only-changed", cwd=root).stdout
