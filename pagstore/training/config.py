@@ -16,7 +16,10 @@ from pagstore.training.objectives import ObjectiveSpec
 @dataclass(frozen=True)
 class TrainCommon:
     """Model and SGD recipe shared by all methods (paper: lr 0.01, momentum 0.9, wd 1e-4, 100 epochs,
-    batch 64, lr / 10 at epochs 50 and 75; crop padding 4 and flips for CIFAR)."""
+    batch 64, lr / 10 at epochs 50 and 75; crop padding 4 and flips for CIFAR).
+
+    ``channels_last``: model and image batches in channels_last memory format (faster convolutions and
+    double backward, see benchmarks/bench_pag_step.py; float rounding differs, hence off by default)."""
 
     model: str
     epochs: int
@@ -34,6 +37,7 @@ class TrainCommon:
     flip: bool = True
     eval_samples: int = 1000
     align_samples: int = 64
+    channels_last: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -25,6 +25,8 @@ class LoopOptions:
         crop_pad: zero padding for the random crop. flip: horizontal flips.
         clamp: valid input range for adversarial examples, None for vector data.
         seed: base seed; epoch e uses a generator seeded with (seed, e) so a resumed run draws the same.
+        channels_last: feed image batches in channels_last memory format (pair with a channels_last
+            model); changes float rounding, so off by default.
     """
 
     augment: bool = True
@@ -32,6 +34,7 @@ class LoopOptions:
     flip: bool = True
     clamp: tuple[float, float] | None = (0.0, 1.0)
     seed: int = 0
+    channels_last: bool = False
 
 
 def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
@@ -62,6 +65,8 @@ def train_epoch(
         if not all_have_batch(batch is not None):
             break
         x, y, g = (t.to(device) if t is not None else None for t in batch)
+        if opts.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         aug = None
         if opts.augment and x.dim() == 4:
             aug = sample_augmentation(x.shape[0], pad=opts.crop_pad, flip=opts.flip, generator=generator)

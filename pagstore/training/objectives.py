@@ -1,7 +1,8 @@
 """Training objectives composed from parts: a base term (CE, AT-PGD or TRADES) plus an optional PAG term.
 
 ``objective`` names the base: "ce" (vanilla), "pag" (CE + lambda * PAG), "at" (CE on PGD examples),
-"trades" (CE + beta * KL(clean || adversarial)). Any base gets the PAG term when ``store`` is set
+"trades" (CE + beta * KL(clean || adversarial)), "gradnorm" (CE + lambda * ||grad_x CE||^2, a control;
+see :mod:`pagstore.training.controls`). Any base gets the PAG term when ``store`` is set
 (AT + PAG and TRADES + PAG of the paper's Table 4). One function computes every combination, so the
 training loop stays single.
 """
@@ -15,11 +16,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
 from pagstore.loss import pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
 
-STORE_SOURCES = ("sbg", "oi", "cm", "nn")
+STORE_SOURCES = ("sbg", "oi", "cm", "nn", "nac")
+PAG_BN = ("batch", "frozen")
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,14 @@ class ObjectiveSpec:
         beta: TRADES weight of the KL term.
         k_classes: align K sampled target classes per image (None = all C), scaled by C / K.
         cos_eps: the epsilon floor of the cosine loss (Eq. 5).
+        pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
+            statistics (the reference code's semantics), "frozen" = the clean batch's, constant w.r.t.
+            the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
+        targets: what the PAG term aligns with: "store" (the stored gradients), or a control, "random"
+            (Gaussian) / "shuffled" (another image's stored gradients, same class index).
     """
 
-    objective: Literal["ce", "pag", "at", "trades"]
+    objective: Literal["ce", "pag", "at", "trades", "gradnorm"]
     store: str | None = None
     lam: float = 0.0
     norm: Literal["l2", "linf"] = "linf"
@@ -45,6 +53,8 @@ class ObjectiveSpec:
     beta: float = 6.0
     k_classes: int | None = None
     cos_eps: float = 1e-8
+    pag_bn: Literal["batch", "frozen"] = "batch"
+    targets: Literal["store", "random", "shuffled"] = "store"
 
     @property
     def uses_store(self) -> bool:
@@ -59,8 +69,14 @@ class ObjectiveSpec:
             raise ValueError("objective 'ce' with a store is PAG: write objective: pag")
         if self.store is not None and not self.lam > 0:
             raise ValueError(f"lam must be > 0 when a store is used, got {self.lam}")
-        if self.store is None and self.lam != 0:
+        if self.objective == "gradnorm":
+            if self.store is not None or not self.lam > 0:
+                raise ValueError(f"objective 'gradnorm' needs store: null and lam > 0, got store={self.store!r}, "
+                                 f"lam={self.lam}")
+        elif self.store is None and self.lam != 0:
             raise ValueError(f"lam={self.lam} has no effect without a store; set store or lam: 0")
+        if self.targets != "store" and self.store is None:
+            raise ValueError(f"targets {self.targets!r} transforms a store's gradients: set store")
         if self.objective in ("at", "trades") and not self.eps > 0:
             raise ValueError(f"objective {self.objective!r} needs eps > 0, got {self.eps}")
         if self.eps < 0 or self.steps < 1 or self.beta < 0 or self.cos_eps <= 0:
@@ -68,8 +84,33 @@ class ObjectiveSpec:
                 f"need eps >= 0, steps >= 1, beta >= 0, cos_eps > 0; got eps={self.eps}, steps={self.steps}, "
                 f"beta={self.beta}, cos_eps={self.cos_eps}"
             )
+        if self.pag_bn not in PAG_BN:
+            raise ValueError(f"pag_bn: expected one of {list(PAG_BN)}, got {self.pag_bn!r}")
         if self.k_classes is not None and self.k_classes < 1:
             raise ValueError(f"k_classes must be >= 1 or null, got {self.k_classes}")
+
+
+def _pag_term_frozen_bn(
+    model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
+    augment: Augmentation | None, aug_rep: Augmentation | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
+
+    Returns (pag, clean logits (B, C) for the CE term, or None for AT, whose CE is on adversarial
+    examples: there the clean forward exists for the statistics (and their parameter path) only and
+    leaves the running statistics as they were).
+    """
+    xa = augment(x) if augment is not None else x
+    if spec.objective == "at":
+        with record_batch_stats(model, update_running=False) as stats:
+            model(xa)
+        logits = None
+    else:
+        with record_batch_stats(model) as stats:
+            logits = model(xa)
+    with frozen_batch_norm(stats):
+        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps)
+    return pag, logits
 
 
 def objective_loss(
@@ -103,14 +144,30 @@ def objective_loss(
         targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None
-        pag, rep_logits = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps,
-                                             return_logits=True)
-        if spec.objective == "pag":
+        # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
+        loss_targets = None if k == c else targets
+        if spec.pag_bn == "frozen" and batch_norm_layers(model):
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep)
+        else:
+            pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
+                                                 eps=spec.cos_eps, return_logits=True)
+        if spec.objective == "pag" and logits is None:
             # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
             # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.
             pos = (targets == y[:, None]).float().argmax(dim=1)
             logits = rep_logits[torch.arange(len(y), device=y.device), pos]
         terms["pag"] = float(pag.detach())
+    if spec.objective == "gradnorm":
+        from pagstore.training.controls import grad_norm_penalty
+
+        pen, logits = grad_norm_penalty(model, x, y, augment)
+        terms["gradnorm"] = float(pen.detach())
+        loss = F.cross_entropy(logits, y)
+        terms["ce"] = float(loss.detach())
+        terms["acc"] = float((logits.argmax(1) == y).float().mean())
+        loss = loss + spec.lam * pen
+        terms["loss"] = float(loss.detach())
+        return loss, terms
     xa = augment(x) if augment is not None else x
     if spec.objective == "at":
         x_adv = pgd(model, xa, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, clamp=clamp, generator=generator)

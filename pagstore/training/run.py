@@ -92,15 +92,21 @@ def _optimizer_and_scheduler(
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(common.milestones), gamma=common.gamma)
 
 
+def _memory_format(model: torch.nn.Module, common: TrainCommon) -> torch.nn.Module:
+    # before the optimizer is built, so its momentum buffers take the parameters' layout
+    return model.to(memory_format=torch.channels_last) if common.channels_last else model
+
+
 def _resume(ckpt_path: Path, rid: str, model: torch.nn.Module, common: TrainCommon):  # noqa: ANN202
     """(model, optimizer, scheduler, start epoch, history), from the checkpoint if it is this run's."""
+    model = _memory_format(model, common)
     opt, sched = _optimizer_and_scheduler(model, common)
     if not ckpt_path.is_file():
         return model, opt, sched, 0, []
     ckpt = load_checkpoint(ckpt_path)
     if ckpt["meta"].get("run_id") != rid:  # other parameters or data: start from scratch
         return model, opt, sched, 0, []
-    model = model_from_checkpoint(ckpt)
+    model = _memory_format(model_from_checkpoint(ckpt), common)
     opt, sched = _optimizer_and_scheduler(model, common)
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(restore_scheduler_state(ckpt["scheduler"]))
@@ -150,11 +156,20 @@ def train_method(
 
     is_image = len(train.sample_shape) == 3
     opts = LoopOptions(augment=common.augment and is_image, crop_pad=common.crop_pad, flip=common.flip,
-                       clamp=(0.0, 1.0) if is_image else None, seed=common.seed)
+                       clamp=(0.0, 1.0) if is_image else None, seed=common.seed,
+                       channels_last=common.channels_last and is_image)
     x_test, y_test = _held_out(test, common.eval_samples)
     align = _align_batch(store_path, common.align_samples) if store_path is not None else None
 
+    controls = None
+    if store_path is not None and spec.targets != "store":
+        from pagstore.training.controls import ControlTargets
+
+        controls = ControlTargets(store_path, spec.targets, common.seed)
+
     def batches(epoch: int) -> Iterable[Batch]:
+        if controls is not None:
+            return controls.batches(common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
         if store_path is not None:
             return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch)
         return array_batches(train, common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
