@@ -2,7 +2,8 @@
 
 Reads the ``evaluate`` section and the attack budgets of the dataset profile (``datasets.<profile>.eval``),
 the trained checkpoint, the prepared test split and the SBG gradients of test images; writes one metrics
-JSON (with the parameters and the checkpoint's meta) and a folder of plots (APGD eps sweep CSV + PNG,
+JSON (the scalars a reader compares; with ``--details``, the full record with the parameters and the
+checkpoint's meta goes beside it) and a folder of plots (APGD eps sweep CSV + PNG,
 targeted large-eps PGD grid). AutoAttack state files under ``--state-dir`` let an interrupted run resume.
 The work is ``pagstore.evaluation.model_eval.evaluate_checkpoint``.
 """
@@ -18,8 +19,12 @@ from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.profile import EvalBudget
 from pagstore.evaluation.params import EvaluateParams
+from pagstore.metrics_files import lean_eval
 
 __all__ = ["EvaluateParams", "main"]
+
+STATE_NOTE = ("AutoAttack resume state of an interrupted evaluation lives here; the last run finished, "
+              "so there is none.\n")
 
 
 @user_errors("evaluate")
@@ -30,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--prepared", type=Path, required=True, help="folder holding test.npz")
     ap.add_argument("--sbg-test", type=Path, default=None, help="gradient store of SBG test gradients")
-    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True,
+                    help="metrics JSON: the scalars to compare (the full record when --details is not given)")
+    ap.add_argument("--details", type=Path, default=None, help="full record: parameters, meta, per-attack results")
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, default=None, help="AutoAttack resume state (kept on failure)")
     args = ap.parse_args(argv)
@@ -43,12 +50,15 @@ def main(argv: list[str] | None = None) -> None:
         record = evaluate_checkpoint(args.checkpoint, args.prepared / "test.npz", params, budget, plots,
                                      method=args.method, profile=profile, sbg_test=args.sbg_test,
                                      state_dir=args.state_dir)
-    write_json(args.metrics, record)
+    if args.details is not None:
+        write_json(args.details, record)
+    write_json(args.metrics, lean_eval(record) if args.details is not None else record)
     if args.state_dir is not None:
         # The state only serves to resume an interrupted run; a finished one must not leak into the next.
-        # The (empty) folder stays: it is a declared output.
+        # The folder stays (a declared output) with a note, so DVC does not warn that it is empty.
         shutil.rmtree(args.state_dir, ignore_errors=True)
         args.state_dir.mkdir(parents=True, exist_ok=True)
+        (args.state_dir / "README").write_text(STATE_NOTE)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Reads ``metrics/eval/<method>.json`` for every method of ``train.methods`` and ``train.plain_methods``
 (methods without a metrics file are listed as missing, not fatal), the toy metrics when present, and,
 when several lambdas of one method were trained, their checkpoints for the lambda-sweep picture (Fig. 5).
-Writes ``reports/results.md``, ``metrics/report.json`` and ``plots/report/*.png``. The work is
-``pagstore.evaluation.results``.
+Writes ``reports/results.md``, ``metrics/report.json`` (the correlations; the full report JSON goes to
+``--details``) and ``plots/report/`` (PNGs, and the CSVs of the overlaid DVC plots: every method's eps
+sweep and test-accuracy curve in one table). The work is ``pagstore.evaluation.results`` and ``.overlays``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_bytes, write_json
 from pagstore.config import load_section
+from pagstore.evaluation.overlays import write_overlay_tables
 from pagstore.profiles import effective_params
 from pagstore.evaluation.results import ReportParams, build_report, lambda_groups, method_names, write_report_plots
+from pagstore.metrics_files import lean_report
 
 __all__ = ["ReportParams", "build_report", "lambda_groups", "main", "method_names"]
 
@@ -31,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", type=Path, default=None, help="models/classifiers, for the lambda-sweep picture")
     ap.add_argument("--prepared", type=Path, default=None, help="data/prepared, for the lambda-sweep picture")
     ap.add_argument("--markdown", type=Path, required=True)
-    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True,
+                    help="metrics JSON: the correlations (the full report JSON when --details is not given)")
+    ap.add_argument("--details", type=Path, default=None, help="full report JSON (models, budget, toy, ...)")
+    ap.add_argument("--eval-plots", type=Path, default=None, help="plots/eval, for the overlaid eps-sweep tables")
+    ap.add_argument("--train-plots", type=Path, default=None, help="plots/train, for the overlaid epoch table")
     ap.add_argument("--plots", type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_section(args.params, "report", ReportParams)
@@ -40,8 +47,13 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.plots) as plots:
         link = Path(os.path.relpath(args.plots, args.markdown.parent))
         plots_md, sweeps = write_report_plots(params, pipeline, rows, plots, link, args.models, args.prepared)
+        write_overlay_tables(method_names(pipeline), plots, eval_plots=args.eval_plots,
+                             train_plots=args.train_plots, summary_rows=rows,
+                             alignment_key=params.alignment_metric, robust_key=params.robust_metric)
     report["lambda_sweeps"] = sweeps
-    write_json(args.metrics, report)
+    if args.details is not None:
+        write_json(args.details, report)
+    write_json(args.metrics, lean_report(report) if args.details is not None else report)
     write_bytes(args.markdown, (md + plots_md + "\n").encode())
 
 

@@ -24,13 +24,18 @@ from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import ConfigError, load_section
 from pagstore.data.registry import read_dataset
+from pagstore.metrics_files import lean_toy
 from pagstore.toy.config import ToyParams
 from pagstore.toy.experiment import run_toy
 from pagstore.toy.outputs import draw_figure, log_summary, save_models
 
 
-def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, workers: int = 1) -> dict[str, Any]:
-    """Run the toy experiment with the ``toy`` section of ``params_path``; write every output; return metrics."""
+def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, workers: int = 1,
+        details: Path | None = None) -> dict[str, Any]:
+    """Run the toy experiment with the ``toy`` section of ``params_path``; write every output; return metrics.
+
+    With ``details`` the full metrics go there and ``metrics_path`` holds only the means and stds.
+    """
     params = load_section(params_path, "toy", ToyParams)
     splits = read_dataset("toy2d", dataclasses.asdict(params.data), base_dir=params_path.parent,
                           where=f"{params_path}:toy.data")
@@ -40,7 +45,9 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
         save_models(result.models, params, tmp / "models")
     metrics = result.metrics
     metrics["workers"] = workers
-    write_json(metrics_path, metrics)
+    if details is not None:
+        write_json(details, metrics)
+    write_json(metrics_path, lean_toy(metrics) if details is not None else metrics)
     draw_figure(result.models, metrics, params, test, plots_dir / "decision_boundaries.png")
     log_summary(metrics, params)
     return metrics
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
     parser.add_argument("--out", type=Path, required=True, help="directory for stores and models (runs/toy)")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (metrics/toy.json)")
+    parser.add_argument("--details", type=Path, default=None, help="full metrics JSON (else in --metrics)")
     parser.add_argument("--plots", type=Path, required=True, help="figure directory (plots/toy)")
     parser.add_argument("--workers", type=int, default=2,
                         help="seeds run in parallel processes (results do not depend on it)")
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(1)
     try:
-        run(args.params, args.out, args.metrics, args.plots, workers=args.workers)
+        run(args.params, args.out, args.metrics, args.plots, workers=args.workers, details=args.details)
     except ConfigError as exc:
         raise SystemExit(f"toy: {exc}") from None
 

@@ -1,6 +1,7 @@
 """Build the results report: every evaluated model in one table beside the paper's rows, plus plots and JSON.
 
-``build_report`` reads ``<eval_dir>/<method>.json`` for every method of ``train.methods`` and
+``build_report`` reads ``<eval_dir>/<method>.json`` (or the full record beside it, ``<method>.details.json``)
+for every method of ``train.methods`` and
 ``train.plain_methods`` (methods without a metrics file are listed as missing, not fatal) and the toy metrics
 when present; ``write_report_plots`` draws the summary scatter and, when several lambdas of one method were
 trained, the lambda-sweep picture (Fig. 5), and returns the markdown that links them.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pagstore.evaluation import report as rep
+from pagstore.metrics_files import details_path, read_record
 
 DATASET_WORDS = {
     "digits": "scikit-learn handwritten digits, upsampled to 16x16x1",
@@ -68,6 +70,14 @@ def lambda_groups(pipeline: dict[str, Any]) -> dict[str, list[tuple[float, str]]
     return {k: sorted(v) for k, v in groups.items() if len({lam for lam, _ in v}) > 1}
 
 
+def _record(path: Path) -> dict[str, Any]:
+    """The full record of a metrics file (its ``.details.json`` when there is one), errors as ReportError."""
+    try:
+        return read_record(path)
+    except ValueError as exc:
+        raise rep.ReportError(str(exc)) from None
+
+
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -91,8 +101,8 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     rows, missing = [], []
     for method in method_names(pipeline):
         path = eval_dir / f"{method}.json"
-        if path.is_file():
-            rows.append(rep.summarize(method, rep.read_metrics(path)))
+        if path.is_file() or details_path(path).is_file():
+            rows.append(rep.summarize(method, _record(path)))
         else:
             missing.append(method)
     for name in external_names(pipeline):  # released models (evaluate_external@<name>), labelled as such
@@ -132,7 +142,9 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
         "CIFAR-10, at budgets the paper does not state: the two measure different quantities.", "",
         rep.corruption_table(rows), "",
     ]
-    toy = rep.read_metrics(toy_path) if toy_path is not None and toy_path.is_file() else None
+    toy = None
+    if toy_path is not None and (toy_path.is_file() or details_path(toy_path).is_file()):
+        toy = _record(toy_path)
     if toy is not None:
         md += ["## 2-D toy (Appendix G.1)", "",
                "Paper: both models 100% clean; L2 PGD eps 15 (10 steps of 2): vanilla 0.0%, NN-PAG 75.5% "

@@ -47,7 +47,11 @@ def _restore_params(root: Path) -> None:
 
 
 def _metrics(root: Path, method: str) -> dict:
-    return json.loads((root / f"metrics/train/{method}.json").read_text())
+    """The full training record: the details file beside the lean metrics (or the metrics file itself when
+    the stage ran without --details)."""
+    from pagstore.metrics_files import read_record
+
+    return read_record(root / f"metrics/train/{method}.json")
 
 
 def test_documented_commands_on_tiny_digits(tmp_path: Path) -> None:
@@ -168,7 +172,7 @@ def _check_cifar10_outputs(root: Path) -> None:
     _, at = load_classifier(root / "models/classifiers/at-l2/checkpoint.pt")
     assert at["objective"]["eps"] == 0.5  # the cifar10 evaluation budget
     assert open_store(root / "stores/sbg").spec.source["t"] == 10
-    report = json.loads((root / "metrics/report.json").read_text())
+    report = json.loads((root / "metrics/report.details.json").read_text())  # the full report record
     assert report["profile"] == "cifar10"
 
 

@@ -17,10 +17,15 @@ def test_dvc_repro_evaluate(tmp_path: Path) -> None:
     (root / "models" / "classifiers" / "vanilla").mkdir(parents=True)
     shutil.copy2(made / "ckpt.pt", root / "models" / "classifiers" / "vanilla" / "checkpoint.pt")
     shutil.copytree(made / "sbg-test", root / "stores" / "sbg-test")
-    dvc(root, "repro", "-s", "evaluate_plain@vanilla")
-    metrics = json.loads((root / "metrics" / "eval" / "vanilla.json").read_text())
+    out = dvc(root, "repro", "-s", "evaluate_plain@vanilla")
+    assert "WARNING" not in out.stdout + out.stderr  # e.g. not "'state/eval/vanilla' is empty"
+    metrics = json.loads((root / "metrics" / "eval" / "vanilla.details.json").read_text())
     assert metrics["method"] == "vanilla" and metrics["params"]["profile"] == "digits"
     assert metrics["autoattack"]["aa_l2"]["eps"] == 1.0  # the digits profile's budget
+    lean = json.loads((root / "metrics" / "eval" / "vanilla.json").read_text())
+    assert {"clean", "aa_l2", "aa_linf", "aa_l2_large", "aa_linf_large", "sbg_cos", "etmann"} == set(lean)
+    assert len(lean) <= 12 and all(isinstance(v, float) for v in lean.values())
+    assert lean["aa_l2"] == metrics["robust_accuracy"]["aa_l2"] and lean["clean"] == metrics["clean_accuracy"]
     assert (root / "plots" / "eval" / "vanilla" / "targeted.png").is_file()
     assert "evaluate_plain@vanilla" in (root / "dvc.lock").read_text()
     status = dvc(root, "status", "evaluate_plain@vanilla").stdout

@@ -1,7 +1,7 @@
 """Run the real DVC pipeline in a throw-away git repository.
 
 ``dvc_project`` copies this checkout's ``dvc.yaml``, ``pipeline.yaml`` (deep-merged with test overrides
-that shrink the work), ``stages/`` and ``pagstore/`` into ``tmp_path``, makes it a git + DVC repo,
+that shrink the work), ``stages/``, ``pagstore/``, ``.dvc/config`` and ``.dvc/plots/`` into ``tmp_path``, makes it a git + DVC repo,
 and returns its path; ``dvc`` runs a DVC command there with the test interpreter's ``python`` first on
 PATH, so stage commands (``python -m stages.<name>``) use the installed package.
 """
@@ -71,6 +71,10 @@ def dvc_project(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Path
     (root / "pipeline.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], cwd=root)
     dvc(root, "init", "-q")
+    # The project's DVC settings (cache link type) and plot templates (.dvc/plots) come along.
+    shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    if (REPO / ".dvc" / "plots").is_dir():
+        shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
     dvc(root, "config", "core.analytics", "false")
     run(["git", "add", "-A"], cwd=root)
     run(["git", "commit", "-qm", "test pipeline"], cwd=root)

@@ -16,14 +16,19 @@ OVERRIDES = {"toy": {"data": {"points_per_mode": 20, "test_size": 12}, "epochs":
 def test_dvc_repro_toy(tmp_path):
     root = dvc_project(tmp_path, OVERRIDES)
     dvc(root, "repro", "toy")  # needs no other stage: it makes its own toy2d data
-    metrics = json.loads((root / "metrics/toy.json").read_text())
+    metrics = json.loads((root / "metrics/toy.details.json").read_text())  # the full record
     assert metrics["params"]["epochs"] == 2 and metrics["seeds"] == [0]
     assert set(metrics["vanilla"]) >= {"clean_mean", "clean_std", "robust_mean", "robust_std", "robust_per_seed"}
+    lean = json.loads((root / "metrics/toy.json").read_text())  # what DVC shows: means and stds only
+    assert set(lean) == {"vanilla", "nn-pag"}
+    assert set(lean["nn-pag"]) == {"clean", "clean_sd", "pgd", "pgd_sd"}
+    assert lean["nn-pag"]["pgd"] == metrics["nn-pag"]["robust_mean"]
+    assert lean["vanilla"]["clean_sd"] == metrics["vanilla"]["clean_std"]
     assert (root / "plots/toy/decision_boundaries.png").stat().st_size > 0
     assert open_store(root / "runs/toy/stores/nn-seed0").is_complete()
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert lock["stages"]["toy"]["params"]["pipeline.yaml"]["toy"]["epochs"] == 2
     assert not (root / "data/prepared").exists()  # the profile's data were not prepared for it
     shown = dvc(root, "metrics", "show", "--json").stdout
-    assert "nn-pag" in shown and "robust_mean" in shown
+    assert "nn-pag" in shown and "pgd_sd" in shown
     assert "didn't change" in dvc(root, "repro", "toy").stdout
