@@ -32,9 +32,13 @@ def plain(value: Any) -> Any:
 
 
 def save_payload(path: str | Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` the checkpoint dict to ``path`` atomically."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    """``torch.save`` the checkpoint dict to ``path`` atomically, with bytes that depend only on ``payload``.
+
+    Saved through a file object: given a path, torch names the zip archive's folder after the (random)
+    temporary file, so identical weights would hash differently and DVC would rerun everything downstream.
+    """
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_payload(path: str | Path, fmt: str, what: str, hint: str = "") -> dict[str, Any]:

@@ -259,13 +259,14 @@ def export_pag_rob(store_path: str | Path, out_dir: str | Path, prefix: str | No
             data[sl, 0] = torch.from_numpy(images.astype(np.float32) / np.float32(127.5) - np.float32(1.0))
             data[sl, 1:] = torch.from_numpy(grads.astype(np.float32) / scale)
             labels[sl] = torch.from_numpy(lab)
-        with atomic_path(data_path, suffix=".pt") as tmp:
-            torch.save(data, tmp)
+        # File objects, not paths: torch would name the archive after the random temporary file.
+        with atomic_path(data_path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+            torch.save(data, fh)
         del data
     finally:
         buffer.unlink(missing_ok=True)
-    with atomic_path(label_path, suffix=".pt") as tmp:
-        torch.save(labels, tmp)
+    with atomic_path(label_path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(labels, fh)
     return data_path, label_path
 
 
