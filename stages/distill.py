@@ -38,9 +38,13 @@ class DistillCommon:
     batch_size: int
     workers: int
     seed: int
-    device: str = "cpu"
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         for key, low in (("samples_per_shard", 1), ("batch_size", 1), ("workers", 0)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")
@@ -95,7 +99,7 @@ def run_distill(
         # NN excludes "itself" by training-set index, which means nothing for samples of another split.
         raise ConfigError("--source nn distils the train split only (its self-exclusion uses train indices)")
     recipe = SourceRecipe(name, source_params(params_path, name), str(prepared / "train.npz"), common.seed,
-                          str(diffusion) if name == "sbg" else None, common.device)
+                          str(diffusion) if name == "sbg" else None, common.device, common.precision)
     split = load_split(prepared / f"{split_name}.npz")
     indices = None
     if split_name == "test":

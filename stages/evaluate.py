@@ -12,9 +12,9 @@ import argparse
 import hashlib
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -69,7 +69,8 @@ class EvaluateParams:
     num_images: int | None = 50
     seed: int = 0
     batch_size: int = 250
-    device: str = "cpu"
+    device: str = "auto"                          # auto | cpu | cuda | cuda:N (pagstore.devices)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     autoattack: bool = True
     large_eps: bool = True
     alignment_images: int = 100
@@ -78,6 +79,9 @@ class EvaluateParams:
     pictures: PictureParams = field(default_factory=PictureParams)
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         if self.num_images is not None and self.num_images < 1:
             raise ValueError(f"num_images must be >= 1 or null (all), got {self.num_images}")
         if self.pictures.norm not in NORM_KEYS:
@@ -104,11 +108,15 @@ def evaluate(model: nn.Module, split: PreparedSplit, params: EvaluateParams, bud
              state_key: str = "model", title: str = "") -> dict[str, Any]:
     """Run every evaluation on ``model`` and write the plots into ``plots_dir``; return the metrics.
 
-    Attacks run on ``params.device``; corruptions, pictures and alignment (cheap) on the CPU.
+    Everything runs on ``params.device`` at ``params.precision``: the model is wrapped (OnDevice) so the
+    corruption, picture and alignment code, which holds CPU tensors, runs its forwards and backwards there.
     """
+    from pagstore.devices import OnDevice, resolve_device
     from pagstore.evaluation import alignment, corruptions
 
-    model = model.to(params.device).eval()
+    device = resolve_device(params.device)
+    model = OnDevice(model.eval(), device, params.precision).eval()
+    params = replace(params, device=str(device))  # attacks take the resolved device
     x, y = select_images(split, params.num_images, params.seed)
     timing: dict[str, float] = {}
     with torch.no_grad():
@@ -122,7 +130,6 @@ def evaluate(model: nn.Module, split: PreparedSplit, params: EvaluateParams, bud
     t = time.perf_counter()
     write_sweep(model, x, y, params, budget, plots_dir, title)
     timing["sweep"] = time.perf_counter() - t
-    model = model.cpu()
     t = time.perf_counter()
     cp = params.corruptions
     out["corruptions"] = corruptions.corruption_report(model, x, y, list(cp.names), list(cp.severities),

@@ -60,6 +60,7 @@ def build_source(
     seed: int = 0,
     checkpoint: str | Path | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> GradientSource:
     """Build gradient source ``name``.
 
@@ -71,7 +72,8 @@ def build_source(
             count, sample shape and fingerprint).
         seed: fixes representative choices (OI, NN) and SBG noise.
         checkpoint: diffusion checkpoint, required for "sbg".
-        device: torch device for SBG forwards.
+        device: torch device for SBG forwards (auto | cpu | cuda | cuda:N).
+        precision: fp32 | bf16 | fp16 autocast of SBG's model forwards.
 
     Returns:
         a source with ``compute(x (B, *S), labels (B,), indices (B,)) -> (B, C, *S)`` and ``describe()``.
@@ -92,5 +94,6 @@ def build_source(
             dataset_fingerprint=train_split.fingerprint(),
             seed=seed,
             device=device,
+            precision=precision,
         )
     return SOURCES[name][0](params, train_split, seed=seed)

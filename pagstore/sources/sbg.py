@@ -8,6 +8,11 @@ For one image the C conditional and 1 unconditional evaluations share x_t and ru
 
 The output is a gradient w.r.t. [0, 1] pixels: d/dx = 2 d/dx0 (``pixel_chain_rule``); only its direction
 is used downstream.
+
+When the diffusion model's image size differs from the data's (STL-10's 96 px with the 64-px imagenet64
+preset), x0 is the data resized into the model's size with the same bicubic resize train_diffusion used,
+the scores are taken there, and the gradient is mapped back to the data's size through the adjoint of
+that resize (autograd through it), so the stored gradient is a direction in the data's own pixels.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class ScoreBasedSource(GradientSource):
         seed: fixes every sample's noise together with its dataset index.
         model_info: recorded in :meth:`describe` (checkpoint path, step, fingerprint, config).
         device: where the forward passes run.
+        precision: fp32 | bf16 | fp16 autocast of the model forwards (scores are returned in fp32).
+        model_size: the diffusion model's image size when it differs from ``sample_shape``'s (see module doc).
     """
 
     name = "sbg"
@@ -82,6 +89,8 @@ class ScoreBasedSource(GradientSource):
         seed: int = 0,
         model_info: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        model_size: int | None = None,
     ) -> None:
         super().__init__(num_classes, sample_shape)
         ab = np.asarray(alphas_cumprod, dtype=np.float64)
@@ -95,34 +104,58 @@ class ScoreBasedSource(GradientSource):
         self.seed = int(seed)
         self.model_info = dict(model_info or {})
         self.device = torch.device(device)
+        self.precision = precision
+        self.model_size = None if model_size is None or (model_size,) * 2 == tuple(sample_shape[1:]) else model_size
 
     def at_timestep(self, t: int) -> ScoreBasedSource:
         """The same source (model, seed, forward batch) at another timestep ``t`` (for t-sweeps)."""
         params = SBGParams(t=t, forward_batch=self.params.forward_batch)
         return ScoreBasedSource(params, self.eps_fn, self.alphas_cumprod, self.num_classes, self.sample_shape,
-                                self.seed, self.model_info, self.device)
+                                self.seed, self.model_info, self.device, self.precision, self.model_size)
 
     def noisy(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """x_t (B, *S) in the diffusion's space for [0, 1] samples x (B, *S)."""
-        noise = torch.stack([sample_noise(self.seed, int(i), tuple(x.shape[1:])) for i in indices])
+        """x_t (B, ch, h, w) in the diffusion's space and size for [0, 1] samples x (B, *S)."""
         x0 = 2.0 * x - 1.0
+        if self.model_size is not None:
+            from pagstore.improved_diffusion.training import resize_to_model
+
+            x0 = resize_to_model(x0, self.model_size).clamp(-1.0, 1.0)  # as train_diffusion saw its data
+        noise = torch.stack([sample_noise(self.seed, int(i), tuple(x0.shape[1:])) for i in indices])
         return float(np.sqrt(self.alphabar)) * x0 + float(np.sqrt(1.0 - self.alphabar)) * noise
 
+    def to_data_size(self, g: torch.Tensor) -> torch.Tensor:
+        """Map gradients (B, C, ch, h, w) at the model's size back to the data's (B, C, *S): the adjoint of
+        the linear resize, by autograd through it (the clamp only trims bicubic overshoot and is left out)."""
+        from pagstore.improved_diffusion.training import resize_to_model
+
+        b, c = g.shape[:2]
+        leaf = torch.zeros(b * c, *self.sample_shape, dtype=g.dtype, device=g.device, requires_grad=True)
+        (back,) = torch.autograd.grad(resize_to_model(leaf, self.model_size), leaf,
+                                      grad_outputs=g.reshape(b * c, *g.shape[2:]))
+        return back.reshape(b, c, *self.sample_shape)
+
     def _compute(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        from pagstore.devices import autocast
+
         b, c, fb = x.shape[0], self.num_classes, self.params.forward_batch
         x_t = self.noisy(x, indices).to(self.device)
+        model_shape = tuple(x_t.shape[1:])
         # Pad to whole forwards: every forward has the same shape (see SBGParams.forward_batch).
         n_pad = -b % fb
         x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
         # Rows ordered (image, label): each image's C + 1 evaluations sit together in one forward.
         y = torch.arange(c + 1, device=self.device).repeat(fb)
         t = torch.full((fb * (c + 1),), self.params.t, dtype=torch.int64, device=self.device)
-        eps = torch.cat([
-            self.eps_fn(x_t[i : i + fb].repeat_interleave(c + 1, dim=0), t, y).float()
-            for i in range(0, b + n_pad, fb)
-        ])[: b * (c + 1)].reshape(b, c + 1, *x.shape[1:])
+        with torch.no_grad(), autocast(self.device, self.precision):
+            eps = torch.cat([
+                self.eps_fn(x_t[i : i + fb].repeat_interleave(c + 1, dim=0), t, y).float()
+                for i in range(0, b + n_pad, fb)
+            ])[: b * (c + 1)].reshape(b, c + 1, *model_shape)
         score = -eps / float(np.sqrt(1.0 - self.alphabar))
-        return (PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:])).cpu()
+        g = PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:])
+        if self.model_size is not None:
+            g = self.to_data_size(g)
+        return g.cpu()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -136,6 +169,14 @@ class ScoreBasedSource(GradientSource):
             "score": "-eps / sqrt(1 - alphabar_t); g = score(x_t|y) - score(x_t|none), none = label C",
             "pixel_chain_rule": PIXEL_CHAIN_RULE,
             "model": self.model_info,
+            # Recorded only when they apply, so stores made before these options stay byte-identical.
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
+            **({"resize": {
+                "from": list(self.sample_shape[1:]), "to": [self.model_size] * 2,
+                "method": "torch.nn.functional.interpolate bicubic, align_corners=False, antialias=True, "
+                          "then clamp [-1, 1] (as train_diffusion)",
+                "gradient": "adjoint of the resize (autograd through it) back to the data's size",
+            }} if self.model_size is not None else {}),
         }
 
 
@@ -148,6 +189,7 @@ def sbg_from_checkpoint(
     dataset_fingerprint: str | None = None,
     seed: int = 0,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> ScoreBasedSource:
     """Build SBG from a diffusion checkpoint written by ``pagstore.improved_diffusion`` (EMA weights).
 
@@ -173,6 +215,9 @@ def sbg_from_checkpoint(
             f"source 'sbg': {checkpoint} was trained on dataset {trained_on}, but the training split is "
             f"{dataset_fingerprint}"
         )
+    from pagstore.devices import resolve_device
+
+    device = resolve_device(device)
     model = model.to(device).eval()
 
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,7 +230,8 @@ def sbg_from_checkpoint(
         "config": meta.get("config", {}),
     }
     source = ScoreBasedSource(
-        params, eps_fn, np.asarray(diffusion.alphas_cumprod), num_classes, sample_shape, seed, info, device
+        params, eps_fn, np.asarray(diffusion.alphas_cumprod), num_classes, sample_shape, seed, info, device,
+        precision, model_size=int(meta["config"]["image_size"]),
     )
     source.model, source.diffusion = model, diffusion  # for benchmarks and plots
     return source

@@ -44,11 +44,14 @@ def array_batches(
         yield torch.from_numpy(split.as_float(idx)), torch.from_numpy(split.labels[idx]), None
 
 
-def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
-    """Yield (x, y, grads float32 (B, C, *S)) streamed from the store's webdataset shards (DDP-aware)."""
+def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int,
+                  num_workers: int = 0) -> Iterator[Batch]:
+    """Yield (x, y, grads float32 (B, C, *S)) streamed from the store's webdataset shards (DDP-aware);
+    ``num_workers`` DataLoader processes read and decode shards ahead of the training step."""
     from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
 
-    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch)
+    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch,
+                              num_workers=num_workers)
 
 
 def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:
