@@ -129,9 +129,10 @@ class ScoreBasedSource(GradientSource):
         from pagstore.improved_diffusion.training import resize_to_model
 
         b, c = g.shape[:2]
-        leaf = torch.zeros(b * c, *self.sample_shape, dtype=g.dtype, device=g.device, requires_grad=True)
-        (back,) = torch.autograd.grad(resize_to_model(leaf, self.model_size), leaf,
-                                      grad_outputs=g.reshape(b * c, *g.shape[2:]))
+        with torch.enable_grad():  # compute() runs under no_grad
+            leaf = torch.zeros(b * c, *self.sample_shape, dtype=g.dtype, device=g.device, requires_grad=True)
+            (back,) = torch.autograd.grad(resize_to_model(leaf, self.model_size), leaf,
+                                          grad_outputs=g.reshape(b * c, *g.shape[2:]))
         return back.reshape(b, c, *self.sample_shape)
 
     def _compute(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

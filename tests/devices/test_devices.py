@@ -1,0 +1,66 @@
+"""pagstore.devices: device / precision resolution, and the CPU fp32 path computing exactly what it did."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pagstore import devices as D
+from pagstore.config import ConfigError, from_dict
+from pagstore.training.config import TrainCommon
+
+
+def test_auto_is_the_cpu_without_cuda_and_names_are_checked():
+    if torch.cuda.is_available():
+        assert D.resolve_device("auto").type == "cuda"
+    else:
+        assert D.resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match="'cuda:1': CUDA is not available"):
+            D.resolve_device("cuda:1")
+    assert D.resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "CPU", ""):
+        with pytest.raises(ValueError, match="expected auto, cpu, cuda or cuda:N"):
+            D.check_device(bad)
+
+
+def test_bad_device_or_precision_in_a_section_is_one_clear_line():
+    with pytest.raises(ConfigError, match=r"train.common: device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        from_dict(TrainCommon, {"model": "mlp", "epochs": 1, "batch_size": 2, "device": "gpu"}, where="train.common")
+    with pytest.raises(ConfigError, match=r"train.common.precision: expected one of \['fp32', 'bf16', 'fp16'\]"):
+        from_dict(TrainCommon, {"model": "mlp", "epochs": 1, "batch_size": 2, "precision": "fp8"},
+                  where="train.common")
+
+
+def test_precision_helpers():
+    assert D.grad_scaler("cpu", "fp32") is None and D.grad_scaler("cpu", "bf16") is None
+    assert isinstance(D.grad_scaler("cpu", "fp16"), torch.amp.GradScaler)
+    with D.autocast("cpu", "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with D.autocast("cpu", "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert D.use_channels_last("auto", "cpu") is False and D.use_channels_last("auto", "cuda") is True
+    assert D.use_channels_last(True, "cpu") is True
+    assert D.dist_backend("cpu") == "gloo" and D.dist_backend("cuda:0") == "nccl"
+
+
+def test_on_device_wrapper_is_exact_on_cpu_fp32_and_passes_input_gradients():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).eval()
+    x = torch.rand(5, 1, 8, 8, requires_grad=True)
+    wrapped = D.OnDevice(model, torch.device("cpu"))
+    assert torch.equal(wrapped(x), model(x))
+    (g1,) = torch.autograd.grad(wrapped(x)[:, 0].sum(), x)
+    (g2,) = torch.autograd.grad(model(x)[:, 0].sum(), x)
+    assert torch.equal(g1, g2)
+    out = D.OnDevice(model, torch.device("cpu"), "bf16")(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, model(x), atol=0.05)
+
+
+def test_to_device_channels_last_and_prepare_model():
+    x = torch.rand(2, 3, 4, 4)
+    y = D.to_device(x, torch.device("cpu"), channels_last=True)
+    assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(x, y)
+    assert D.to_device(None, torch.device("cpu")) is None
+    model = D.prepare_model(nn.Conv2d(3, 2, 1), torch.device("cpu"), channels_last=True)
+    assert model.weight.is_contiguous(memory_format=torch.channels_last)
