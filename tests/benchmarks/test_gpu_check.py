@@ -53,3 +53,18 @@ def test_gpu_check_core_runs_without_the_store_stack(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "stream" in proc.stdout and "skipped: " in proc.stdout and "is not installed here" in proc.stdout
     assert "stages.evaluate_autoattack" in proc.stdout and "stages.train_pag_loss" in proc.stdout
+
+
+def test_documented_gpu_check_commands(tmp_path):
+    from tests.helpers.doc_commands import run_documented
+
+    (tmp_path / "benchmarks").symlink_to(REPO / "benchmarks")  # the docs run it from a checkout's root
+    run_documented("python benchmarks/gpu_check.py --tiny --json gpu_check.json", cwd=tmp_path)
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["failures"] == []
+    import torch
+
+    full = run_documented("python benchmarks/gpu_check.py --json gpu_check.json", cwd=tmp_path,
+                          check=torch.cuda.is_available())
+    if not torch.cuda.is_available():  # the full check needs CUDA and says so in one line
+        assert full.returncode == 2 and "gpu_check: device 'cuda': CUDA is not available" in full.stderr
+        assert "Traceback" not in full.stderr
