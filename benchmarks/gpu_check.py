@@ -125,9 +125,11 @@ class Check:
         y = torch.randint(0, s.classes, (s.batch,), generator=g)
         return x, y, smooth_grads(s.batch, s.classes, 3, s.image, seed)
 
-    def step_seconds(self, spec: ObjectiveSpec, precision: str) -> float:
+    def step_seconds(self, spec: ObjectiveSpec, precision: str, compile: bool = False) -> float:
         """Seconds per training step of the real loop (CPU batches copied in, augmentation, loss, SGD step)."""
         model = self.classifier()
+        if compile:
+            model.compile()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         opts = LoopOptions(crop_pad=4, flip=True, precision=precision,
                            channels_last=use_channels_last("auto", self.device))
@@ -164,6 +166,13 @@ class Check:
                 r = t[f"pag_{k}", p] / t["pag", p]
                 self.row(f"ratio.{k}_over_all.{p}", r, f"{r:9.2f} x  PAG {k.upper()} / all C step ({p})")
         self.step_times = t
+        if self.s is not TINY:  # compiling takes minutes of CPU on a small machine: the full check only
+            try:
+                compiled = self.step_seconds(specs["at"], "bf16", compile=True)
+                self.row("ratio.at_compiled_over_eager.bf16", compiled / t["at", "bf16"],
+                         f"{compiled / t['at', 'bf16']:9.2f} x  AT step with compile: true / without (bf16)")
+            except Exception as exc:  # report and go on: compile depends on the machine's toolchain
+                self.row("ratio.at_compiled_over_eager.bf16", None, f"failed: {type(exc).__name__}: {exc}"[:200])
 
     # ---- sbg and diffusion: the UNet -------------------------------------------------------------------
     def unet(self) -> tuple[torch.nn.Module, Any, dict[str, Any]]:

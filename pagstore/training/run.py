@@ -132,6 +132,12 @@ def train_method(
     Resumes from ``out_dir/checkpoint.pt`` when it was made by the same run (same params and data).
     Under torchrun, ranks train on disjoint data and rank 0 writes the outputs. Returns the final metrics.
     """
+    if common.compile and spec.uses_store:
+        # Checked before any work: torch.compile's aot_autograd raises at the first PAG backward.
+        raise ConfigError(
+            f"train.common.compile: true cannot train method {method!r}: torch.compile does not support the "
+            "double backward of its PAG term; set compile: false (it applies to methods without a store)"
+        )
     device = resolve_device(common.device)  # cuda -> cuda:LOCAL_RANK under torchrun
     rank, world = init_from_env(device)
     torch.manual_seed(common.seed)

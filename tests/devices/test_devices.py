@@ -64,3 +64,16 @@ def test_to_device_channels_last_and_prepare_model():
     assert D.to_device(None, torch.device("cpu")) is None
     model = D.prepare_model(nn.Conv2d(3, 2, 1), torch.device("cpu"), channels_last=True)
     assert model.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_with_a_pag_method_is_refused_before_any_work(tmp_path):
+    import dataclasses
+
+    from pagstore.training.objectives import ObjectiveSpec
+    from pagstore.training.run import train_method
+
+    common = dataclasses.replace(from_dict(TrainCommon, {"model": "mlp", "epochs": 1, "batch_size": 2}),
+                                 compile=True)
+    with pytest.raises(ConfigError, match="compile: true cannot train method 'pag-x'.*double backward"):
+        train_method("pag-x", ObjectiveSpec("pag", store="sbg", lam=1.0), common, tmp_path / "none",
+                     tmp_path, tmp_path / "out", tmp_path / "m.json", tmp_path / "p.csv")
