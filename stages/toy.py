@@ -4,6 +4,7 @@ Reads ``toy`` of pipeline.yaml (independent of ``profile``: it generates its own
 ``--out`` (the NN gradient stores ``stores/nn-seed<k>`` and the trained models ``models/<name>-seed<k>.pt``,
 replaced atomically), ``--metrics`` (metrics/toy.json: per model clean / L2-PGD accuracy mean, std and
 per-seed values, the paper's numbers, the parameters) and ``--plots``/decision_boundaries.png (Figure 4).
+The work is ``pagstore.toy.experiment.run_toy`` and ``pagstore.toy.outputs``.
 Example::
 
     python -m stages.toy --params pipeline.yaml --out runs/toy --metrics metrics/toy.json --plots plots/toy
@@ -24,28 +25,7 @@ from pagstore.config import ConfigError, load_section
 from pagstore.data.registry import read_dataset
 from pagstore.toy.config import ToyParams
 from pagstore.toy.experiment import run_toy
-from pagstore.toy.plots import plot_decision_boundaries
-
-log = logging.getLogger("stages.toy")
-
-
-def save_models(models: dict[str, dict[int, torch.nn.Module]], params: ToyParams, out: Path) -> None:
-    """One checkpoint per model and seed (plain types and tensors: loads with ``weights_only=True``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, by_seed in models.items():
-        for seed, model in by_seed.items():
-            torch.save({"state_dict": model.state_dict(), "model": "mlp", "num_classes": 2, "sample_shape": [2],
-                        "model_kwargs": {"hidden": params.hidden}, "method": name, "seed": seed},
-                       out / f"{name}-seed{seed}.pt")
-
-
-def subtitle(m: dict[str, Any], params: ToyParams) -> str:
-    """Panel subtitle: the plotted seed's accuracies and the mean over seeds (L2 eps = attack eps)."""
-    i = params.seeds.index(params.plot_seed)
-    grid = f", grid {m['robust_grid_per_seed'][i]:.1f}%" if "robust_grid_per_seed" in m else ""
-    return (f"seed {params.plot_seed}: clean {m['clean_per_seed'][i]:.1f}%, L2 eps {params.attack.eps:g}: "
-            f"PGD {m['robust_per_seed'][i]:.1f}%{grid}\n"
-            f"{len(params.seeds)} seeds: PGD {m['robust_mean']:.1f} +- {m['robust_std']:.1f}%")
+from pagstore.toy.outputs import draw_figure, log_summary, save_models
 
 
 def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, workers: int = 1) -> dict[str, Any]:
@@ -60,21 +40,8 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
     metrics = result.metrics
     metrics["workers"] = workers
     write_json(metrics_path, metrics)
-    seed = params.plot_seed
-    titles = {"vanilla": "Vanilla (CE)", "nn-pag": f"NN-PAG (CE + {params.lam:g} x PAG)"}
-    plot_decision_boundaries(
-        {titles[k]: result.models[k][seed] for k in titles}, test.images, test.labels,
-        plots_dir / "decision_boundaries.png", subtitles={titles[k]: subtitle(metrics[k], params) for k in titles},
-        eps=params.attack.eps,
-    )
-    for name in ("vanilla", "nn-pag"):
-        m, paper = metrics[name], metrics["paper"][name]
-        grid = ""
-        if "robust_grid_mean" in m:
-            grid = f", grid-searched {m['robust_grid_mean']:.1f} +- {m['robust_grid_std']:.1f}"
-        log.info("%-8s clean %.1f +- %.1f (paper %.1f)  PGD %.1f +- %.1f (paper %.1f)%s", name, m["clean_mean"],
-                 m["clean_std"], paper["clean"], m["robust_mean"], m["robust_std"], paper["robust"], grid)
-    log.info("toy: %d seeds in %.1f s", len(params.seeds), metrics["seconds"])
+    draw_figure(result.models, metrics, params, test, plots_dir / "decision_boundaries.png")
+    log_summary(metrics, params)
     return metrics
 
 
