@@ -77,3 +77,36 @@ def test_compile_with_a_pag_method_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="compile: true cannot train method 'pag-x'.*double backward"):
         train_method("pag-x", ObjectiveSpec("pag", store="sbg", lam=1.0), common, tmp_path / "none",
                      tmp_path, tmp_path / "out", tmp_path / "m.json", tmp_path / "p.csv")
+
+
+def test_loader_workers_prefetch_store_shards_in_training(tmp_path):
+    """train_method with loader_workers: 2 streams the store through DataLoader worker processes and sees
+    every sample once per epoch, as with 0 workers."""
+    import dataclasses
+    import json
+
+    from pagstore.training.objectives import ObjectiveSpec
+    from pagstore.training.run import train_method
+    from tests.training.train_fixtures import write_prepared, write_store
+
+    train, prep = write_prepared(tmp_path, n=48, classes=3, size=8)
+    write_store(tmp_path / "stores" / "cm", train, samples_per_shard=8)
+    base = from_dict(TrainCommon, {"model": "small-cnn", "epochs": 1, "batch_size": 16, "milestones": [1],
+                                   "model_kwargs": {"width": 4}, "eval_samples": 10, "align_samples": 4})
+    spec = ObjectiveSpec("pag", store="cm", lam=0.5)
+    for workers in (0, 2):
+        common = dataclasses.replace(base, loader_workers=workers)
+        out = tmp_path / f"w{workers}"
+        final = train_method("pag-cm", spec, common, prep, tmp_path / "stores", out, out / "m.json", out / "p.csv")
+        assert json.loads((out / "m.json").read_text())["pag"] == final["pag"] > 0
+    from pagstore.training.data import store_batches
+
+    for workers in (0, 2):
+        rows = [len(b[1]) for b in store_batches(tmp_path / "stores" / "cm", 16, seed=0, epoch=1, num_workers=workers)]
+        assert sum(rows) == 48
+    # The run id ignores where and how batches are loaded: the same run, resumable either way.
+    from pagstore.training.run import run_id
+
+    fp = {"dataset_fingerprint": "x"}
+    assert run_id("m", spec, base, fp) == run_id("m", spec, dataclasses.replace(base, loader_workers=2, device="cpu"), fp)
+    assert run_id("m", spec, base, fp) != run_id("m", spec, dataclasses.replace(base, precision="bf16"), fp)
