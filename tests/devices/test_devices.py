@@ -110,3 +110,18 @@ def test_loader_workers_prefetch_store_shards_in_training(tmp_path):
     fp = {"dataset_fingerprint": "x"}
     assert run_id("m", spec, base, fp) == run_id("m", spec, dataclasses.replace(base, loader_workers=2, device="cpu"), fp)
     assert run_id("m", spec, base, fp) != run_id("m", spec, dataclasses.replace(base, precision="bf16"), fp)
+
+
+def test_cuda_binds_each_torchrun_rank_to_its_local_rank(monkeypatch):
+    """The resolution logic on a (simulated) 4-GPU node: cuda / auto -> cuda:LOCAL_RANK, an index past the
+    GPUs is refused. (Simulated: no CUDA here; the GPU check exercises a real device.)"""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert D.resolve_device("cuda") == torch.device("cuda:2") == D.resolve_device("auto")
+    assert D.resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="'cuda:5': only 4 CUDA device"):
+        D.resolve_device("cuda:5")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert D.resolve_device("cuda") == torch.device("cuda:0")
+    assert D.dist_backend(D.resolve_device("auto")) == "nccl"
