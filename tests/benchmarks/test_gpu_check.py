@@ -29,24 +29,6 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_gpu_check_tiny_measures_every_row(tmp_path):
-    out = tmp_path / "check.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--json", str(out)], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    res = json.loads(out.read_text())
-    assert res["device"] == "cpu" and res["failures"] == []
-    for key in RATIOS:
-        assert math.isfinite(res[key]) and res[key] > 0, key
-    stages = {k: v for k, v in res.items() if k.startswith("stages.") and isinstance(v, float)}
-    assert {"stages.train_diffusion_loss", "stages.distill_sbg_grad_norm", "stages.train_pag_loss",
-            "stages.evaluate_pgd_accuracy", "stages.toy_pag_loss"} <= set(stages)
-    assert all(math.isfinite(v) for v in stages.values())
-    assert res["agree.pag_loss_rel_diff"] == 0.0  # --tiny compares the CPU with itself
-    assert res["estimate.hours.total"] > 0 and "ESTIMATE" in proc.stdout
-    assert res["seconds.total"] < 120
-
-
 def test_gpu_check_core_runs_without_the_store_stack(tmp_path):
     proc = subprocess.run([sys.executable, "-c", BLOCKER, str(SCRIPT), "--tiny", "--only", "stream,stages,agree"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -55,16 +37,29 @@ def test_gpu_check_core_runs_without_the_store_stack(tmp_path):
     assert "stages.evaluate_autoattack" in proc.stdout and "stages.train_pag_loss" in proc.stdout
 
 
-def test_documented_gpu_check_commands(tmp_path):
+def test_documented_gpu_check_commands_and_every_tiny_row(tmp_path):
+    """Both commands of docs/devices.md as written: --tiny measures every row on the CPU; the full check
+    runs where CUDA is, and elsewhere stops at once with one line and exit status 2."""
+    import torch
+
     from tests.helpers.doc_commands import run_documented
 
     (tmp_path / "benchmarks").symlink_to(REPO / "benchmarks")  # the docs run it from a checkout's root
-    run_documented("python benchmarks/gpu_check.py --tiny --json gpu_check.json", cwd=tmp_path)
-    assert json.loads((tmp_path / "gpu_check.json").read_text())["failures"] == []
-    import torch
+    proc = run_documented("python benchmarks/gpu_check.py --tiny --json gpu_check.json", cwd=tmp_path)
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert res["device"] == "cpu" and res["failures"] == []
+    for key in RATIOS:
+        assert math.isfinite(res[key]) and res[key] > 0, key
+    stages = {k: v for k, v in res.items() if k.startswith("stages.") and isinstance(v, float)}
+    assert {"stages.train_diffusion_loss", "stages.distill_sbg_grad_norm", "stages.train_pag_loss",
+            "stages.evaluate_pgd_accuracy", "stages.evaluate_autoattack_accuracy", "stages.toy_pag_loss"} <= set(stages)
+    assert all(math.isfinite(v) for v in stages.values())
+    assert res["agree.pag_loss_rel_diff"] == 0.0  # --tiny compares the CPU with itself
+    assert res["estimate.hours.total"] > 0 and "ESTIMATE" in proc.stdout
+    assert res["seconds.total"] < 120
 
     full = run_documented("python benchmarks/gpu_check.py --json gpu_check.json", cwd=tmp_path,
                           check=torch.cuda.is_available())
-    if not torch.cuda.is_available():  # the full check needs CUDA and says so in one line
+    if not torch.cuda.is_available():
         assert full.returncode == 2 and "gpu_check: device 'cuda': CUDA is not available" in full.stderr
         assert "Traceback" not in full.stderr
