@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -164,14 +164,3 @@ def describe(device: torch.device) -> dict[str, object]:
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info
-
-
-@contextlib.contextmanager
-def cuda_device(device: torch.device) -> Iterator[None]:
-    """Make ``device`` the current CUDA device inside the block (so kernels without an explicit device,
-    e.g. in third-party attacks, land on it); a no-op on the CPU."""
-    if device.type != "cuda":
-        yield
-        return
-    with torch.cuda.device(device):
-        yield

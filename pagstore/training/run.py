@@ -106,10 +106,10 @@ def _resume(ckpt_path: Path, rid: str, model: torch.nn.Module, common: TrainComm
     ``place`` moves a model to its device before its optimizer is built, so loaded optimizer state lands
     on the parameters' device (checkpoints are read onto the CPU, whatever device wrote them).
     """
-    if not ckpt_path.is_file() or load_checkpoint(ckpt_path)["meta"].get("run_id") != rid:
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    if ckpt is None or ckpt["meta"].get("run_id") != rid:
         model = place(model)  # no checkpoint, or one of other parameters or data: start from scratch
         return (model, *_optimizer_and_scheduler(model, common), 0, [])
-    ckpt = load_checkpoint(ckpt_path)
     model = place(model_from_checkpoint(ckpt))
     opt, sched = _optimizer_and_scheduler(model, common)
     opt.load_state_dict(ckpt["optimizer"])
