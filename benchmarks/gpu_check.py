@@ -425,7 +425,7 @@ class Check:
         pag, k1, k3, at = (t[n, "bf16"] for n in ("pag", "pag_k1", "pag_k3", "at"))
         vanilla = at / 8  # one forward + backward, against AT's 7 attack passes + 1 training pass
         methods = {"pag-sbg": pag, "pag-sbg-k1": k1, "pag-sbg-k3": k3, "pag-cm": pag, "pag-oi": pag, "pag-nn": pag,
-                   "at-l2+pag-sbg": at + pag, "trades-linf+pag-sbg": at + pag + vanilla, "vanilla": vanilla,
+                   "at-l2-pag-sbg": at + pag, "trades-linf-pag-sbg": at + pag + vanilla, "vanilla": vanilla,
                    "at-l2": at, "at-linf": at, "trades-linf": at + vanilla}
         hours = {
             "diffusion": c["diffusion_steps"] * c["diffusion_batch"] / self.diffusion_ips / 3600,

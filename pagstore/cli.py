@@ -218,5 +218,10 @@ def _panel(ax: Any, chw: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
+# Verbs with their own module (one job per file), registered here.
+from pagstore.cli_config import config as _config  # noqa: E402
+
+app.command("config")(_config)
+
 if __name__ == "__main__":
     app()

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pagstore.config import ConfigError, load_section
+from pagstore.config import ConfigError
+from pagstore.errors import user_errors
+from pagstore.profiles import load_effective
 from pagstore.distill.config import DistillCommon, DistillPlots, DistillTest, source_params
 from pagstore.sources import SOURCES
 
@@ -27,13 +29,14 @@ def run_distill(params_path: Path, name: str, prepared: Path, out: Path, diffusi
     """Load the sections ``name`` needs, then build, export and verify ``out``. Returns the verify report."""
     from pagstore.distill.build import build_store
 
-    common = load_section(params_path, "distill.common", DistillCommon)
+    common = load_effective(params_path, "distill.common", DistillCommon)
     src = source_params(params_path, name)
-    num_test = load_section(params_path, "distill.test", DistillTest).num_test if split_name == "test" else None
-    plots_cfg = load_section(params_path, "distill.plots", DistillPlots) if plots_dir is not None else None
+    num_test = load_effective(params_path, "distill.test", DistillTest).num_test if split_name == "test" else None
+    plots_cfg = load_effective(params_path, "distill.plots", DistillPlots) if plots_dir is not None else None
     return build_store(name, src, common, prepared, out, diffusion, plots_cfg, plots_dir, split_name, num_test)
 
 
+@user_errors("distill")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

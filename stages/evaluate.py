@@ -13,6 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import load_section, read_yaml
 from pagstore.data.profile import EvalBudget
@@ -21,6 +22,7 @@ from pagstore.evaluation.params import EvaluateParams
 __all__ = ["EvaluateParams", "main"]
 
 
+@user_errors("evaluate")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True)

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import ConfigError
 from pagstore.data.prepared import PreparedDataError
@@ -51,6 +52,7 @@ def prepare(params_path: str | Path, out: str | Path) -> dict[str, Any]:
     return meta
 
 
+@user_errors("prepare")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

@@ -13,13 +13,16 @@ import argparse
 import os
 from pathlib import Path
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_bytes, write_json
-from pagstore.config import load_section, read_yaml
+from pagstore.config import load_section
+from pagstore.profiles import effective_params
 from pagstore.evaluation.results import ReportParams, build_report, lambda_groups, method_names, write_report_plots
 
 __all__ = ["ReportParams", "build_report", "lambda_groups", "main", "method_names"]
 
 
+@user_errors("report")
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, required=True)
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plots", type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_section(args.params, "report", ReportParams)
-    pipeline = read_yaml(args.params)
+    pipeline = effective_params(args.params)  # train.methods with the profile's recipe (lam, eps)
     md, report, rows = build_report(params, pipeline, args.eval_dir, args.toy)
     with atomic_dir(args.plots) as plots:
         link = Path(os.path.relpath(args.plots, args.markdown.parent))

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import ConfigError, load_section
 from pagstore.data.registry import read_dataset
@@ -45,6 +46,7 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
     return metrics
 
 
+@user_errors("toy")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

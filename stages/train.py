@@ -11,14 +11,15 @@ import argparse
 import json
 from pathlib import Path
 
-from pagstore.config import load_section
+from pagstore.errors import user_errors
+from pagstore.profiles import load_effective
 from pagstore.training.config import TrainSection
 from pagstore.training.run import train_method
 
 
 def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metrics: Path, plots: Path) -> dict:
-    """Load the ``train`` section, pick ``method`` and train it; returns the final metrics."""
-    section = load_section(params, "train", TrainSection)
+    """Load the effective ``train`` section (profile recipe merged), pick ``method`` and train it."""
+    section = load_effective(params, "train", TrainSection)
     try:
         spec = section.method(method)
     except KeyError as exc:
@@ -26,6 +27,7 @@ def run(params: Path, method: str, prepared: Path, stores: Path, out: Path, metr
     return train_method(method, spec, section.common, prepared, stores, out, metrics, plots)
 
 
+@user_errors("train")
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--params", type=Path, required=True, help="pipeline.yaml")

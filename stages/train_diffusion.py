@@ -11,12 +11,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from pagstore.config import load_section
+from pagstore.errors import user_errors
+from pagstore.profiles import load_effective
 from pagstore.improved_diffusion.recipe import TrainDiffusionParams, settings_from_params, train_on_split
 
 __all__ = ["TrainDiffusionParams", "main", "settings_from_params"]
 
 
+@user_errors("train_diffusion")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss-csv", type=Path, required=True, help="output loss curve CSV (step,loss)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_section(args.params, "train_diffusion", TrainDiffusionParams)
+    params = load_effective(args.params, "train_diffusion", TrainDiffusionParams)
     train_on_split(params, args.train, args.checkpoint, args.samples, args.loss_csv)
 
 

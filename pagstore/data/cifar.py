@@ -21,6 +21,9 @@ from pagstore.data.raw import RawDataError, check_labels, file_sha256, read_tar_
 from pagstore.data.safe_pickle import restricted_loads
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+# What to do when the restricted unpickler refuses a python-version batch: the binary version has no pickle.
+PICKLE_HINT = ("the restricted unpickler reads only numpy arrays; use the binary version instead: set "
+               "`archive: binary` in the profile's options and put the -binary.tar.gz archive in raw_dir")
 PIXELS = 3 * 32 * 32
 
 
@@ -95,7 +98,7 @@ def _get(d: dict, key: bytes, where: str) -> Any:
 
 def decode_python_batch(data: bytes, labels_key: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     """A pickled batch dict -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
-    batch = restricted_loads(data, where)
+    batch = restricted_loads(data, where, hint=PICKLE_HINT)
     if not isinstance(batch, dict):
         raise RawDataError(f"{where}: expected a pickled dict, got {type(batch).__name__}")
     x = _get(batch, b"data", where)
@@ -116,7 +119,7 @@ def _names(data: bytes, layout: _Layout, fmt: str, where: str) -> tuple[str, ...
     if fmt == "binary":
         names = text_lines(data, where)
     else:
-        meta = restricted_loads(data, where)
+        meta = restricted_loads(data, where, hint=PICKLE_HINT)
         if not isinstance(meta, dict):
             raise RawDataError(f"{where}: expected a pickled dict, got {type(meta).__name__}")
         raw = _get(meta, layout.names_key, where)

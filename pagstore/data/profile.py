@@ -7,7 +7,7 @@ runs), and ``eval`` is the attack budget the evaluate stage uses for this datase
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,13 @@ class EvalBudget:
 
 @dataclass(frozen=True)
 class DatasetProfile:
-    """One named dataset: which reader, its options (a plain mapping) and the evaluation budget."""
+    """One named dataset: which reader, its options (a plain mapping), the evaluation budget and the
+    recipe merged under the stage sections (checked by :mod:`pagstore.profiles`)."""
 
     reader: str
     options: dict[str, Any]
     eval: EvalBudget
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def load_profile(params_path: str | Path) -> tuple[str, DatasetProfile]:

@@ -7,8 +7,10 @@ the underlying libraries is turned into a :class:`RawDataError` naming the archi
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import lzma
 import tarfile
 import zlib
 from collections.abc import Iterable
@@ -87,8 +89,45 @@ def read_tar_members(archive: Path, wanted: Iterable[str]) -> dict[str, bytes]:
         ) from None
     missing = sorted(wanted - set(found))
     if missing:
+        # tarfile's stream mode ends quietly when the data stops at a header boundary, so a cut-off download
+        # would otherwise read as "members missing": check the container's own end markers first.
+        if is_truncated(archive):
+            raise RawDataError(
+                f"{archive}: truncated archive ({archive.stat().st_size} bytes; the data ends before the "
+                f"archive's end, members {missing} were not reached); download it again"
+            )
         raise RawDataError(f"{archive}: member(s) {missing} not found in the archive (is it the right file?)")
     return found
+
+
+_OPENERS = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open, b"\xfd7": lzma.open}
+
+
+def is_truncated(archive: Path, chunk: int = 1 << 22) -> bool:
+    """Whether a (gzip / bz2 / xz compressed or plain) tar file stops before its end.
+
+    Compressed: the decompressor reaches end of file before the stream's end marker. Plain tar: the file is
+    not whole 512-byte blocks or lacks the two zero blocks that end every tar archive.
+    """
+    with archive.open("rb") as fh:
+        magic = fh.read(2)
+    opener = _OPENERS.get(magic)
+    if opener is not None:
+        try:
+            with opener(archive, "rb") as fh:
+                while fh.read(chunk):
+                    pass
+        except EOFError:
+            return True
+        except (OSError, zlib.error, lzma.LZMAError, ValueError):
+            return False  # corrupt rather than cut off; the caller reports it as it is
+        return False
+    size = archive.stat().st_size
+    if size % 512:
+        return True
+    with archive.open("rb") as fh:
+        fh.seek(max(0, size - 1024))
+        return fh.read(1024) != bytes(1024)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:

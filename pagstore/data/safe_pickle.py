@@ -40,8 +40,11 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
-def restricted_loads(data: bytes, where: str) -> Any:
+def restricted_loads(data: bytes, where: str, hint: str = "") -> Any:
     """Unpickle ``data`` (a Python-2 era pickle: ``str`` loads as ``bytes``) with :class:`RestrictedUnpickler`.
+
+    ``hint`` is appended to the message when the unpickler refuses the pickle (e.g. the non-pickle format
+    the same data comes in).
 
     Raises:
         RawDataError: naming ``where``, for forbidden globals or malformed/truncated data.
@@ -49,6 +52,8 @@ def restricted_loads(data: bytes, where: str) -> Any:
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
-        raise RawDataError(f"{where}: unsafe or malformed pickle ({exc})") from None
+        refused = str(exc).startswith("refusing global")
+        suffix = f"; {hint}" if hint and refused else ""
+        raise RawDataError(f"{where}: unsafe or malformed pickle ({exc}){suffix}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
         raise RawDataError(f"{where}: malformed or truncated pickle ({type(exc).__name__}: {exc})") from None

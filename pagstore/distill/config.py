@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pagstore.config import ConfigError, read_yaml
+from pagstore.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,12 @@ class DistillPlots:
 
 
 def source_params(params_path: Path, name: str) -> dict[str, Any]:
-    """The raw ``distill.sources.<name>`` mapping (checked strictly by the source's params dataclass)."""
+    """The effective ``distill.sources.<name>`` mapping, the profile's recipe merged (checked strictly by the
+    source's params dataclass)."""
+    from pagstore.profiles import effective_params
     from pagstore.sources import SOURCES
 
-    sources = read_yaml(params_path).get("distill", {}).get("sources", {})
+    sources = effective_params(params_path).get("distill", {}).get("sources", {})
     if name not in SOURCES:
         raise ConfigError(f"--source {name!r}: unknown gradient source; known: {sorted(SOURCES)}")
     if not isinstance(sources, dict) or not isinstance(sources.get(name), dict):

@@ -51,7 +51,7 @@ PAPER_TOY = {"vanilla": {"clean": 100.0, "robust": 0.0}, "nn-pag": {"clean": 100
 
 
 def paper_row_for(method: str) -> PaperRow | None:
-    """The paper row a method name corresponds to (e.g. "pag-sbg" -> SBG, "at-l2+pag-sbg" -> AT L2 + PAG).
+    """The paper row a method name corresponds to (e.g. "pag-sbg" -> SBG, "at-l2-pag-sbg" -> AT L2 + PAG).
 
     Names are matched on their parts (split on -, +, _), so suffixes like lambda tags do not matter.
     """

@@ -14,6 +14,7 @@ import torch
 
 from pagstore.atomic import atomic_path
 from pagstore.data import load_split
+from pagstore.data.prepared import PreparedDataError
 from pagstore.devices import resolve_device
 from pagstore.improved_diffusion.presets import PRESETS, config_for_dataset, get_preset
 from pagstore.improved_diffusion.sampling import save_class_grid
@@ -93,7 +94,7 @@ def train_on_split(params: TrainDiffusionParams, train_path: Path, checkpoint: P
     sample grid (``samples``, PNG, one row per class) and the loss curve (``loss_csv``, ``step,loss``)."""
     split = load_split(train_path)
     if split.pixel_space != "unit":
-        raise ValueError(f"{train_path}: the diffusion model needs uint8 images, got {split.pixel_space} samples "
+        raise PreparedDataError(f"{train_path}: the diffusion model needs uint8 images, got {split.pixel_space} samples "
                          f"of shape {split.sample_shape}")
     config = config_for_dataset(get_preset(params.preset), params.model, split.num_classes, split.sample_shape[0])
     size = tuple(split.sample_shape[1:])

@@ -150,7 +150,9 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     model = model.to(device)
     T = diffusion.num_timesteps
     if settings.t_window is not None and not 0 <= settings.t_window[0] <= settings.t_window[1] < T:
-        raise ValueError(f"t_window {list(settings.t_window)} must satisfy 0 <= lo <= hi < {T}")
+        from pagstore.config import ConfigError  # a parameter error: one line, not a traceback, from the stage
+
+        raise ConfigError(f"t_window {list(settings.t_window)} must satisfy 0 <= lo <= hi < {T} (the model's steps)")
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     signature = _signature(config, settings, dataset_fingerprint, precision)

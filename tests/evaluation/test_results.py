@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pagstore.config import load_section, read_yaml
+from pagstore.config import load_section
 from tests.stages.report_fixtures import TRAIN, write_eval_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,9 @@ def test_committed_metrics_give_the_committed_report():
     from pagstore.evaluation.results import ReportParams, build_report
 
     params = load_section(REPO / "pipeline.yaml", "report", ReportParams)
-    md, report, _ = build_report(params, read_yaml(REPO / "pipeline.yaml"), REPO / "metrics" / "eval",
+    from pagstore.profiles import effective_params  # what the report stage passes: the recipe merged
+
+    md, report, _ = build_report(params, effective_params(REPO / "pipeline.yaml"), REPO / "metrics" / "eval",
                                  REPO / "metrics" / "toy.json")
     committed = (REPO / "reports" / "results.md").read_text()
     assert committed.startswith(md + "\n## Plots\n")

@@ -63,6 +63,9 @@ def dvc_project(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Path
     # Stage deps name library folders (e.g. pagstore/data), so the package source must be there too.
     for package in ("stages", "pagstore"):
         shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    # data/raw (with its README, as in a clone) is a dependency of prepare.
+    (root / "data" / "raw").mkdir(parents=True)
+    shutil.copy2(REPO / "data" / "raw" / "README.md", root / "data" / "raw" / "README.md")
     params = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     params = deep_merge(params, overrides or {})
     (root / "pipeline.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

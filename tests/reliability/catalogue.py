@@ -149,9 +149,12 @@ def config_rows() -> list[Row]:
                         "raises before work, names " + ", ".join(f"`{f}`" for f in fragments) + "; no output",
                         "test_rel_bad_config::test_bad_config_refused_before_work", bug))
     rows.append(Row("bad-config/process-exit", "python -m stages.train / stages.train_diffusion",
-                    "train-store-of-other-dataset, diffusion-unknown-key as real processes",
-                    "exit status != 0, message on stderr, no output",
+                    "train-store-of-other-dataset, diffusion-unknown-key, train-unknown-key as real processes",
+                    "exit status != 0, one line on stderr naming the key, no traceback, no output",
                     "test_rel_bad_config::test_bad_config_process_exits_nonzero"))
+    rows.append(Row("bad-config/debug-traceback", "python -m stages.train", "train-unknown-key with PAGSTORE_DEBUG=1",
+                    "exit status != 0, the ConfigError traceback on stderr",
+                    "test_rel_bad_config::test_debug_env_keeps_the_traceback"))
     return rows
 
 

@@ -63,7 +63,11 @@ CASES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...], st
                               "stores", None),
     "diffusion-mistyped-value": ("train_diffusion", {"train_diffusion": {"save_every": "often"}}, (),
                                  ("save_every", "often"), "stores", None),
-    "diffusion-missing-key": ("train_diffusion", {}, ("train_diffusion.preset",), ("preset",), "stores", None),
+    "diffusion-missing-key": ("train_diffusion", {}, ("datasets.digits.recipe.train_diffusion.preset",),
+                              ("preset",), "stores", None),
+    "diffusion-unknown-recipe-key": ("train_diffusion",
+                                     {"datasets": {"digits": {"recipe": {"train_diffusion": {"presett": "x"}}}}},
+                                     (), ("presett", "recipe.train_diffusion"), "stores", None),
     "diffusion-t-window-outside-schedule": ("train_diffusion", {"train_diffusion": {"t_window": [0, 5000]}}, (),
                                             ("t_window", "5000"), "stores", None),
     "diffusion-negative-uncond-prob": ("train_diffusion", {"train_diffusion": {"uncond_prob": -0.1}}, (),
@@ -125,9 +129,10 @@ def _merge_all(over: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("stage, case", [("train", "train-store-of-other-dataset"),
-                                         ("train_diffusion", "diffusion-unknown-key")])
+                                         ("train_diffusion", "diffusion-unknown-key"),
+                                         ("train", "train-unknown-key")])
 def test_bad_config_process_exits_nonzero(inputs: Path, tmp_path: Path, stage: str, case: str) -> None:
-    """The real command (python -m stages.<stage>) exits non-zero with the message on stderr."""
+    """The real command (python -m stages.<stage>) exits non-zero with one line on stderr, no traceback."""
     _, over, drop, fragments, stores, _ = CASES[case]
     params = write_params(tmp_path / "params.yaml", _merge_all(over), drop)
     out = tmp_path / "out"
@@ -135,4 +140,15 @@ def test_bad_config_process_exits_nonzero(inputs: Path, tmp_path: Path, stage: s
     assert result.returncode != 0
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{stage}: ") and all(f in last for f in fragments), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert _outputs(out) == []
+
+
+def test_debug_env_keeps_the_traceback(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, over, drop, fragments, stores, _ = CASES["train-unknown-key"]
+    params = write_params(tmp_path / "params.yaml", _merge_all(over), drop)
+    monkeypatch.setenv("PAGSTORE_DEBUG", "1")
+    result = run_stage(_stage("train", inputs, params, tmp_path / "out", stores), tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "ConfigError" in result.stderr

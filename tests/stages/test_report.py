@@ -9,7 +9,8 @@ from stages.report import ReportParams, build_report, lambda_groups, main, metho
 from tests.stages.report_fixtures import TOY, TRAIN, write_eval_dir
 
 PIPELINE = {"profile": "digits", "datasets": {"digits": {"eval": {"eps_l2": 1.0, "eps_linf": 0.1,
-                                                                   "large_eps_l2": 2.0, "large_eps_linf": 0.2}}},
+                                                                   "large_eps_l2": 2.0, "large_eps_linf": 0.2},
+                                         "recipe": {"train_diffusion": {}, "distill": {}, "train": {}}}},
             "train": TRAIN}
 
 
@@ -73,11 +74,11 @@ def test_main_writes_markdown_json_and_plot(tmp_path):
 
 def test_method_mapping_to_paper_rows():
     names = {m: (paper_row_for(m).name if paper_row_for(m) else None) for m in [
-        "vanilla", "pag-oi", "pag-cm", "pag-nn", "pag-sbg", "at-linf", "at-l2", "at-l2+pag-sbg", "trades-linf",
-        "trades-linf+pag-sbg", "mystery"]}
+        "vanilla", "pag-oi", "pag-cm", "pag-nn", "pag-sbg", "at-linf", "at-l2", "at-l2-pag-sbg", "trades-linf",
+        "trades-linf-pag-sbg", "mystery"]}
     assert names == {"vanilla": "Vanilla", "pag-oi": "OI", "pag-cm": "CM", "pag-nn": "NN", "pag-sbg": "SBG",
-                     "at-linf": "AT Linf", "at-l2": "AT L2", "at-l2+pag-sbg": "AT L2 + PAG (SBG)",
-                     "trades-linf": "TRADES Linf", "trades-linf+pag-sbg": "TRADES Linf + PAG (SBG)", "mystery": None}
+                     "at-linf": "AT Linf", "at-l2": "AT L2", "at-l2-pag-sbg": "AT L2 + PAG (SBG)",
+                     "trades-linf": "TRADES Linf", "trades-linf-pag-sbg": "TRADES Linf + PAG (SBG)", "mystery": None}
 
 
 def test_lambda_groups_and_method_names():
