@@ -47,6 +47,15 @@ def cosine_loss(v: torch.Tensor, u: torch.Tensor, eps: float = 1e-8) -> torch.Te
     return 1.0 - dot / (v.norm(dim=1) * u.norm(dim=1)).clamp_min(eps)
 
 
+def _repeat_rows(x: torch.Tensor, t: int) -> torch.Tensor:
+    """(B, *S) -> (B*T, *S), row b*T + j = x[b], keeping a channels_last input channels_last (else the
+    first convolution would convert the whole repeated batch); a contiguous input is left as it was."""
+    rep = x.repeat_interleave(t, dim=0)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        rep = rep.contiguous(memory_format=torch.channels_last)
+    return rep
+
+
 def input_grads_log_prob(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -69,7 +78,7 @@ def input_grads_log_prob(
         model(augment(x_b)); reusing them saves the separate cross-entropy forward).
     """
     b, t = target_classes.shape
-    rep = x.detach().repeat_interleave(t, dim=0).requires_grad_(True)
+    rep = _repeat_rows(x.detach(), t).requires_grad_(True)
     logits = model(augment(rep) if augment is not None else rep)
     logp = F.log_softmax(logits, dim=1).gather(1, target_classes.reshape(-1, 1))
     (grad,) = torch.autograd.grad(logp.sum(), rep, create_graph=create_graph)
@@ -114,6 +123,7 @@ def pag_alignment_loss(
             f"got {tuple(target_grads.shape)}"
         )
     b, c = target_grads.shape[:2]
+    all_classes = target_classes is None and (k_classes is None or k_classes >= c)
     if target_classes is None:
         if k_classes is not None and k_classes < c:
             if labels is None:
@@ -124,7 +134,9 @@ def pag_alignment_loss(
     t = target_classes.shape[1]
     v, logits = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
                                      return_logits=True)
-    u = target_grads.gather(1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
+    # all classes in order: the stored gradients are already the targets (no B x C x D gather copy)
+    u = target_grads if all_classes else target_grads.gather(
+        1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
     per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
     loss = per_row.view(b, t).sum(dim=1).mean() * (c / t)
     return (loss, logits) if return_logits else loss

@@ -16,7 +16,10 @@ from pagstore.training.objectives import ObjectiveSpec
 @dataclass(frozen=True)
 class TrainCommon:
     """Model and SGD recipe shared by all methods (paper: lr 0.01, momentum 0.9, wd 1e-4, 100 epochs,
-    batch 64, lr / 10 at epochs 50 and 75; crop padding 4 and flips for CIFAR)."""
+    batch 64, lr / 10 at epochs 50 and 75; crop padding 4 and flips for CIFAR).
+
+    ``channels_last``: model and image batches in channels_last memory format (faster convolutions and
+    double backward, see benchmarks/bench_pag_step.py; float rounding differs, hence off by default)."""
 
     model: str
     epochs: int
@@ -34,7 +37,9 @@ class TrainCommon:
     flip: bool = True
     eval_samples: int = 1000
     align_samples: int = 64
-    # Where and how it runs (pagstore.devices). channels_last "auto" = on CUDA only; compile: torch.compile
+    # Where and how it runs (pagstore.devices). channels_last "auto" = on CUDA only (true also on the CPU:
+    # faster convolutions and double backward there too, benchmarks/bench_pag_step.py, but other float
+    # rounding, so not by default); compile: torch.compile
     # the model in place; loader_workers: DataLoader processes prefetching store shards (0 = in process).
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

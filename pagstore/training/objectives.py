@@ -15,11 +15,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
 from pagstore.loss import pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
 
 STORE_SOURCES = ("sbg", "oi", "cm", "nn")
+PAG_BN = ("batch", "frozen")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class ObjectiveSpec:
         beta: TRADES weight of the KL term.
         k_classes: align K sampled target classes per image (None = all C), scaled by C / K.
         cos_eps: the epsilon floor of the cosine loss (Eq. 5).
+        pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
+            statistics (the reference code's semantics), "frozen" = the clean batch's, constant w.r.t.
+            the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
     """
 
     objective: Literal["ce", "pag", "at", "trades"]
@@ -45,6 +50,7 @@ class ObjectiveSpec:
     beta: float = 6.0
     k_classes: int | None = None
     cos_eps: float = 1e-8
+    pag_bn: Literal["batch", "frozen"] = "batch"
 
     @property
     def uses_store(self) -> bool:
@@ -68,8 +74,33 @@ class ObjectiveSpec:
                 f"need eps >= 0, steps >= 1, beta >= 0, cos_eps > 0; got eps={self.eps}, steps={self.steps}, "
                 f"beta={self.beta}, cos_eps={self.cos_eps}"
             )
+        if self.pag_bn not in PAG_BN:
+            raise ValueError(f"pag_bn: expected one of {list(PAG_BN)}, got {self.pag_bn!r}")
         if self.k_classes is not None and self.k_classes < 1:
             raise ValueError(f"k_classes must be >= 1 or null, got {self.k_classes}")
+
+
+def _pag_term_frozen_bn(
+    model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
+    augment: Augmentation | None, aug_rep: Augmentation | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
+
+    Returns (pag, clean logits (B, C) for the CE term, or None for AT, whose CE is on adversarial
+    examples: there the clean forward exists for the statistics (and their parameter path) only and
+    leaves the running statistics as they were).
+    """
+    xa = augment(x) if augment is not None else x
+    if spec.objective == "at":
+        with record_batch_stats(model, update_running=False) as stats:
+            model(xa)
+        logits = None
+    else:
+        with record_batch_stats(model) as stats:
+            logits = model(xa)
+    with frozen_batch_norm(stats):
+        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps)
+    return pag, logits
 
 
 def objective_loss(
@@ -103,9 +134,14 @@ def objective_loss(
         targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
         aug_rep = augment.repeat_interleave(k) if augment is not None else None
-        pag, rep_logits = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps,
-                                             return_logits=True)
-        if spec.objective == "pag":
+        # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
+        loss_targets = None if k == c else targets
+        if spec.pag_bn == "frozen" and batch_norm_layers(model):
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep)
+        else:
+            pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
+                                                 eps=spec.cos_eps, return_logits=True)
+        if spec.objective == "pag" and logits is None:
             # The true class is among the targets, and its row is model(augment(x)) with the same BN batch
             # statistics (repeating each image k times leaves them unchanged): reuse it for the CE term.
             pos = (targets == y[:, None]).float().argmax(dim=1)

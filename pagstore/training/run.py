@@ -173,7 +173,7 @@ def train_method(
     is_image = len(train.sample_shape) == 3
     opts = LoopOptions(augment=common.augment and is_image, crop_pad=common.crop_pad, flip=common.flip,
                        clamp=(0.0, 1.0) if is_image else None, seed=common.seed, precision=common.precision,
-                       channels_last=channels_last)
+                       channels_last=channels_last and is_image)
     x_test, y_test = _held_out(test, common.eval_samples)
     align = _align_batch(store_path, common.align_samples) if store_path is not None else None
 
