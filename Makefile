@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 # Torch threads: 2 cores here; stages set their own, this keeps BLAS from oversubscribing.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install run test bench clean-venv
+.PHONY: install run test bench evidence clean-venv
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: install
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 -q
+
+# The evidence experiment (issue 16, docs/evidence.md): seeds, intervals, controls, sweeps -> reports/evidence.md.
+EVIDENCE_PARAMS ?= evidence/params.yaml
+evidence: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m stages.evidence --params $(EVIDENCE_PARAMS)
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -25,7 +25,8 @@ from pagstore.sources import SOURCES
 
 
 def run_distill(params_path: Path, name: str, prepared: Path, out: Path, diffusion: Path | None = None,
-                plots_dir: Path | None = None, split_name: str = "train") -> dict[str, Any]:
+                plots_dir: Path | None = None, split_name: str = "train",
+                classifier: Path | None = None) -> dict[str, Any]:
     """Load the sections ``name`` needs, then build, export and verify ``out``. Returns the verify report."""
     from pagstore.distill.build import build_store
 
@@ -33,7 +34,8 @@ def run_distill(params_path: Path, name: str, prepared: Path, out: Path, diffusi
     src = source_params(params_path, name)
     num_test = load_effective(params_path, "distill.test", DistillTest).num_test if split_name == "test" else None
     plots_cfg = load_effective(params_path, "distill.plots", DistillPlots) if plots_dir is not None else None
-    return build_store(name, src, common, prepared, out, diffusion, plots_cfg, plots_dir, split_name, num_test)
+    return build_store(name, src, common, prepared, out, diffusion, plots_cfg, plots_dir, split_name, num_test,
+                       classifier=classifier)
 
 
 @user_errors("distill")
@@ -46,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="store directory to write")
     ap.add_argument("--plots", type=Path, default=None, help="directory for the figures")
     ap.add_argument("--split", choices=["train", "test"], default="train")
+    ap.add_argument("--classifier", type=Path, default=None, help="noisy-classifier checkpoint (nac only)")
     args = ap.parse_args(argv)
     try:
-        run_distill(args.params, args.source, args.prepared, args.out, args.diffusion, args.plots, args.split)
+        run_distill(args.params, args.source, args.prepared, args.out, args.diffusion, args.plots, args.split,
+                    args.classifier)
     except ConfigError as exc:
         sys.exit(f"distill: {exc}")
 

@@ -20,11 +20,12 @@ from pagstore.distill.recipe import SourceRecipe
 def build_store(name: str, source_params: dict[str, Any], common: DistillCommon, prepared: Path, out: Path,
                 diffusion: Path | None = None, plots_cfg: DistillPlots | None = None,
                 plots_dir: Path | None = None, split_name: str = "train",
-                num_test: int | None = None) -> dict[str, Any]:
+                num_test: int | None = None, classifier: Path | None = None) -> dict[str, Any]:
     """Build, export and verify the store of source ``name`` at ``out``; return the verify report as a dict.
 
     ``prepared`` holds ``train.npz`` / ``test.npz``; ``split_name`` "test" distils the first ``num_test``
-    test images. With ``plots_cfg`` and ``plots_dir`` the figures are drawn into ``plots_dir``.
+    test images. ``classifier``: the noisy-classifier checkpoint of source ``nac``. With ``plots_cfg`` and
+    ``plots_dir`` the figures are drawn into ``plots_dir``.
     """
     from pagstore.shards import export_webdataset
     from pagstore.verify import verify_store
@@ -34,8 +35,11 @@ def build_store(name: str, source_params: dict[str, Any], common: DistillCommon,
     if name == "nn" and split_name != "train":
         # NN excludes "itself" by training-set index, which means nothing for samples of another split.
         raise ConfigError("--source nn distils the train split only (its self-exclusion uses train indices)")
+    if name == "nac" and classifier is None:
+        raise ConfigError("--source nac needs --classifier <noisy classifier checkpoint>")
+    ckpt = {"sbg": diffusion, "nac": classifier}.get(name)  # nac: the noisy classifier (issue 16)
     recipe = SourceRecipe(name, source_params, str(prepared / "train.npz"), common.seed,
-                          str(diffusion) if name == "sbg" else None, common.device, common.precision)
+                          str(ckpt) if ckpt is not None else None, common.device, common.precision)
     split = load_split(prepared / f"{split_name}.npz")
     indices = None
     if split_name == "test":

@@ -34,11 +34,14 @@ def select_images(split: PreparedSplit, num_images: int | None, seed: int) -> tu
 
 def evaluate_model(model: nn.Module, split: PreparedSplit, params: EvaluateParams, budget: EvalBudget,
                    plots_dir: Path, *, sbg_test: Path | None = None, state_dir: Path | None = None,
-                   state_key: str = "model", title: str = "") -> dict[str, Any]:
+                   state_key: str = "model", title: str = "",
+                   train_split: PreparedSplit | None = None) -> dict[str, Any]:
     """Run every evaluation on ``model`` and write sweep.csv, sweep.png, targeted.png into ``plots_dir``.
 
     Returns the measurements: num_images, clean_accuracy, robust_accuracy {aa_l2, ...}, autoattack (full
     results), corruptions, pictures (attack settings), alignment, sbg_test (when given) and timing_s.
+    With ``params.manifold`` and ``train_split`` the alignment also holds the closest-class cosine and the
+    on-manifold fraction (:mod:`pagstore.evaluation.manifold`).
     Everything runs on ``params.device`` at ``params.precision``: the model is wrapped (OnDevice) so the
     corruption, picture and alignment code, which holds CPU tensors, runs its forwards and backwards there.
     """
@@ -74,6 +77,12 @@ def evaluate_model(model: nn.Module, split: PreparedSplit, params: EvaluateParam
     if sbg_test is not None:
         xa, ya, ref, out["sbg_test"] = alignment.load_reference_gradients(str(sbg_test), params.alignment_images)
     out["alignment"] = alignment.alignment_metrics(model, xa, ya, ref)
+    if params.manifold is not None and train_split is not None:
+        from pagstore.evaluation.manifold import extra_alignment_metrics
+
+        tx, ty = torch.from_numpy(train_split.as_float()), torch.from_numpy(train_split.labels)
+        out["alignment"].update(extra_alignment_metrics(model, xa, ya, tx, ty, k=params.manifold.k,
+                                                        dim=params.manifold.dim))
     timing["alignment"] = time.perf_counter() - t
     out["timing_s"] = timing
     return out
@@ -146,8 +155,10 @@ def evaluate_checkpoint(checkpoint: Path, test_split: Path, params: EvaluatePara
     split = load_split(test_split)
     model, meta = load_classifier(checkpoint)
     ckpt_hash = file_sha256(checkpoint)
+    train_path = Path(test_split).parent / "train.npz"  # the manifold metrics' neighbours (same prepared dir)
+    train = load_split(train_path) if params.manifold is not None and train_path.is_file() else None
     record = evaluate_model(model, split, params, budget, plots_dir, sbg_test=sbg_test, state_dir=state_dir,
-                            state_key=ckpt_hash.split(":")[1][:16], title=method)
+                            state_key=ckpt_hash.split(":")[1][:16], title=method, train_split=train)
     record.update({
         "method": method,
         "params": {"evaluate": asdict(params), "profile": profile, "eval_budget": asdict(budget)},

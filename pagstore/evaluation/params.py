@@ -44,6 +44,19 @@ class PictureParams:
 
 
 @dataclass(frozen=True)
+class ManifoldParams:
+    """The other papers' alignment metrics (pagstore.evaluation.manifold): the local-PCA tangent space of
+    the ``k`` nearest training images, ``dim`` directions; also the closest wrong-class direction cosine."""
+
+    k: int = 50
+    dim: int = 10
+
+    def validate(self) -> None:
+        if not 1 <= self.dim <= self.k:
+            raise ValueError(f"manifold: need 1 <= dim <= k, got dim={self.dim}, k={self.k}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     """The ``evaluate`` section. ``num_images``: test images attacked (null = the whole test split)."""
 
@@ -58,6 +71,7 @@ class EvaluateParams:
     sweep: SweepParams = field(default_factory=SweepParams)
     corruptions: CorruptionParams = field(default_factory=CorruptionParams)
     pictures: PictureParams = field(default_factory=PictureParams)
+    manifold: ManifoldParams | None = None     # null: skip the closest-class / on-manifold metrics
 
     def validate(self) -> None:
         from pagstore.devices import check_device

@@ -91,22 +91,25 @@ def corruption_table(rows: list[dict[str, Any]]) -> str:
 
 
 def toy_section(toy: dict[str, Any]) -> str:
-    """Markdown table of the toy stage's models: clean and robust accuracy mean +- std beside Appendix G.1.
+    """Markdown table of the toy stage's models beside Appendix G.1: clean accuracy, the exhaustive
+    eps-disk search as the robust accuracy and PGD beside it as an upper bound (mean +- std over seeds).
 
     Accepts either ``{"clean_mean": .., "clean_std": ..}`` or ``{"clean": {"mean": .., "std": ..}}`` per model;
-    entries that carry neither (params, seeds, the paper's numbers) are skipped.
+    entries that carry neither (params, seeds, the paper's numbers) are skipped. Without a grid search
+    (``robust_grid``) the robust column is "-" and only PGD's upper bound is shown.
     """
     paper = toy.get("paper") if isinstance(toy.get("paper"), dict) else PAPER_TOY
-    lines = ["| model | clean | robust | paper clean | paper robust |", "|---|---|---|---|---|"]
+    lines = ["| model | clean | robust (eps-disk search) | PGD (upper bound) | paper clean | paper robust (PGD) |",
+             "|---|---|---|---|---|---|"]
     for model, entry in toy.items():
         if model in ("paper", "params") or not isinstance(entry, dict):
             continue
-        clean, robust = _stat(entry, "clean"), _stat(entry, "robust")
-        if clean is None and robust is None:
+        clean, pgd, grid = _stat(entry, "clean"), _stat(entry, "robust"), _stat(entry, "robust_grid")
+        if clean is None and pgd is None:
             continue
         ref = paper.get(model, {}) if isinstance(paper.get(model), dict) else {}
-        lines.append(f"| {model} | {_mean_std(clean)} | {_mean_std(robust)} | {_num(ref.get('clean'), 1)} "
-                     f"| {_num(ref.get('robust'), 1)} |")
+        lines.append(f"| {model} | {_mean_std(clean)} | {_mean_std(grid)} | {_mean_std(pgd)} "
+                     f"| {_num(ref.get('clean'), 1)} | {_num(ref.get('robust'), 1)} |")
     units = toy.get("units")
     return "\n".join(lines) + (f"\n\nUnits (toy stage): {units}" if isinstance(units, str) else "")
 

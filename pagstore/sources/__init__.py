@@ -2,7 +2,8 @@
 
 ``build_source(name, params, train_split, **ctx)`` is the registry entry point; names are the ones users
 write in ``pipeline.yaml`` (``distill.sources``): ``oi``, ``cm``, ``nn`` (heuristics) and ``sbg``
-(score-based, needs ``checkpoint=`` a diffusion checkpoint).
+(score-based, needs ``checkpoint=`` a diffusion checkpoint) and ``nac`` (a noise-aware classifier's
+gradients, needs ``checkpoint=`` its checkpoint).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pagstore.sources.heuristics import (
     OIParams,
     OneImageSource,
 )
+from pagstore.sources.noise_aware import NACParams, NoiseAwareSource, nac_from_checkpoint
 from pagstore.sources.sbg import SBGParams, ScoreBasedSource, sbg_from_checkpoint
 
 SOURCES: dict[str, tuple[type, type]] = {
@@ -30,6 +32,7 @@ SOURCES: dict[str, tuple[type, type]] = {
     "cm": (ClassMeanSource, CMParams),
     "nn": (NearestNeighbourSource, NNParams),
     "sbg": (ScoreBasedSource, SBGParams),
+    "nac": (NoiseAwareSource, NACParams),
 }
 
 __all__ = [
@@ -96,4 +99,9 @@ def build_source(
             device=device,
             precision=precision,
         )
+    if name == "nac":
+        if checkpoint is None:
+            raise SourceError("source 'nac' needs checkpoint= the noisy-classifier checkpoint path")
+        return nac_from_checkpoint(params, checkpoint, train_split.num_classes, train_split.sample_shape,
+                                   dataset_fingerprint=train_split.fingerprint(), seed=seed)
     return SOURCES[name][0](params, train_split, seed=seed)

@@ -1,7 +1,8 @@
 """Training objectives composed from parts: a base term (CE, AT-PGD or TRADES) plus an optional PAG term.
 
 ``objective`` names the base: "ce" (vanilla), "pag" (CE + lambda * PAG), "at" (CE on PGD examples),
-"trades" (CE + beta * KL(clean || adversarial)). Any base gets the PAG term when ``store`` is set
+"trades" (CE + beta * KL(clean || adversarial)), "gradnorm" (CE + lambda * ||grad_x CE||^2, a control;
+see :mod:`pagstore.training.controls`). Any base gets the PAG term when ``store`` is set
 (AT + PAG and TRADES + PAG of the paper's Table 4). One function computes every combination, so the
 training loop stays single.
 """
@@ -20,7 +21,7 @@ from pagstore.loss import pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
 
-STORE_SOURCES = ("sbg", "oi", "cm", "nn")
+STORE_SOURCES = ("sbg", "oi", "cm", "nn", "nac")
 PAG_BN = ("batch", "frozen")
 
 
@@ -39,9 +40,11 @@ class ObjectiveSpec:
         pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
             statistics (the reference code's semantics), "frozen" = the clean batch's, constant w.r.t.
             the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
+        targets: what the PAG term aligns with: "store" (the stored gradients), or a control, "random"
+            (Gaussian) / "shuffled" (another image's stored gradients, same class index).
     """
 
-    objective: Literal["ce", "pag", "at", "trades"]
+    objective: Literal["ce", "pag", "at", "trades", "gradnorm"]
     store: str | None = None
     lam: float = 0.0
     norm: Literal["l2", "linf"] = "linf"
@@ -51,6 +54,7 @@ class ObjectiveSpec:
     k_classes: int | None = None
     cos_eps: float = 1e-8
     pag_bn: Literal["batch", "frozen"] = "batch"
+    targets: Literal["store", "random", "shuffled"] = "store"
 
     @property
     def uses_store(self) -> bool:
@@ -65,8 +69,14 @@ class ObjectiveSpec:
             raise ValueError("objective 'ce' with a store is PAG: write objective: pag")
         if self.store is not None and not self.lam > 0:
             raise ValueError(f"lam must be > 0 when a store is used, got {self.lam}")
-        if self.store is None and self.lam != 0:
+        if self.objective == "gradnorm":
+            if self.store is not None or not self.lam > 0:
+                raise ValueError(f"objective 'gradnorm' needs store: null and lam > 0, got store={self.store!r}, "
+                                 f"lam={self.lam}")
+        elif self.store is None and self.lam != 0:
             raise ValueError(f"lam={self.lam} has no effect without a store; set store or lam: 0")
+        if self.targets != "store" and self.store is None:
+            raise ValueError(f"targets {self.targets!r} transforms a store's gradients: set store")
         if self.objective in ("at", "trades") and not self.eps > 0:
             raise ValueError(f"objective {self.objective!r} needs eps > 0, got {self.eps}")
         if self.eps < 0 or self.steps < 1 or self.beta < 0 or self.cos_eps <= 0:
@@ -147,6 +157,17 @@ def objective_loss(
             pos = (targets == y[:, None]).float().argmax(dim=1)
             logits = rep_logits[torch.arange(len(y), device=y.device), pos]
         terms["pag"] = float(pag.detach())
+    if spec.objective == "gradnorm":
+        from pagstore.training.controls import grad_norm_penalty
+
+        pen, logits = grad_norm_penalty(model, x, y, augment)
+        terms["gradnorm"] = float(pen.detach())
+        loss = F.cross_entropy(logits, y)
+        terms["ce"] = float(loss.detach())
+        terms["acc"] = float((logits.argmax(1) == y).float().mean())
+        loss = loss + spec.lam * pen
+        terms["loss"] = float(loss.detach())
+        return loss, terms
     xa = augment(x) if augment is not None else x
     if spec.objective == "at":
         x_adv = pgd(model, xa, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, clamp=clamp, generator=generator)

@@ -177,7 +177,15 @@ def train_method(
     x_test, y_test = _held_out(test, common.eval_samples)
     align = _align_batch(store_path, common.align_samples) if store_path is not None else None
 
+    controls = None
+    if store_path is not None and spec.targets != "store":
+        from pagstore.training.controls import ControlTargets
+
+        controls = ControlTargets(store_path, spec.targets, common.seed)
+
     def batches(epoch: int) -> Iterable[Batch]:
+        if controls is not None:
+            return controls.batches(common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
         if store_path is not None:
             return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch,
                                  num_workers=common.loader_workers)

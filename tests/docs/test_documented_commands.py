@@ -8,6 +8,8 @@ from tests.helpers.doc_commands import documented_commands, normalise, commands_
 PROVEN_ELSEWHERE = {
     "make run": "the session's own `make run` from a clean clone (20+ minutes; too long for the suite)",
     "make test": "CI: .ci/run calls it",
+    "make evidence": "the full evidence experiment (up to 75 min on 2 cores); its exact code path is run by "
+                     "tests/evidence/test_evidence_e2e.py as `make evidence EVIDENCE_PARAMS=evidence/tiny.yaml`",
 }
 
 

@@ -80,3 +80,27 @@ def test_public_names_load_lazily():
             "else:\n    raise SystemExit('no AttributeError')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_manifold_metrics_join_the_alignment_when_enabled(tmp_path):
+    """evaluate.manifold adds the other two papers' metrics, computed against the train split."""
+    from pagstore.evaluation import EvaluateParams, evaluate_model
+    from pagstore.evaluation.manifold import extra_alignment_metrics
+
+    raw = {**TINY_EVAL, "autoattack": False, "manifold": {"k": 6, "dim": 2}}
+    params = from_dict(EvaluateParams, raw)
+    split, train = make_split(12, seed=3), make_split(24, seed=4)
+    model = tiny_cnn(seed=1)
+    out = evaluate_model(model, split, params, from_dict(EvalBudget, BUDGET), tmp_path, train_split=train)
+    from pagstore.evaluation import select_images
+
+    xs, ys = select_images(split, params.num_images, params.seed)
+    ref = extra_alignment_metrics(model, xs[: params.alignment_images], ys[: params.alignment_images],
+                                  torch.from_numpy(train.as_float()), torch.from_numpy(train.labels), k=6, dim=2)
+    for key in ("closest_class_cos_mean", "on_manifold_fraction_mean"):
+        assert out["alignment"][key] == pytest.approx(ref[key])
+    off = evaluate_model(model, split, from_dict(EvaluateParams, {**raw, "manifold": None}),
+                         from_dict(EvalBudget, BUDGET), tmp_path / "off", train_split=train)
+    assert "on_manifold_fraction_mean" not in off["alignment"]
+    with pytest.raises(Exception, match="manifold"):
+        from_dict(EvaluateParams, {**raw, "manifold": {"k": 2, "dim": 3}})

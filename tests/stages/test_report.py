@@ -47,14 +47,21 @@ def test_toy_section_when_toy_metrics_exist(tmp_path):
     toy.write_text(json.dumps(TOY))
     md, report, _ = build_report(ReportParams(), PIPELINE, write_eval_dir(tmp_path), toy)
     assert "## 2-D toy" in md
-    assert "| vanilla | 100 +- 0 | 1.5 +- 0.7 | 100.0 | 0.0 |" in md
-    assert "| nn-pag | 99.5 +- 0.5 | 70.25 +- 3.5 | 100.0 | 75.5 |" in md
+    # no grid search in this fixture: the robust column is empty and PGD stays as the upper bound
+    assert "| vanilla | 100 +- 0 | - | 1.5 +- 0.7 | 100.0 | 0.0 |" in md
+    assert "| nn-pag | 99.5 +- 0.5 | - | 70.25 +- 3.5 | 100.0 | 75.5 |" in md
+    assert "PGD (upper bound)" in md and "50-image smoke run" in md and "reports/evidence.md" in md
     assert "| paper |" not in md and "| params |" not in md and "| seconds |" not in md
     assert report["toy"] == TOY
     # The nested layout {"clean": {"mean", "std"}} reads the same.
     toy.write_text(json.dumps({"nn-pag": {"clean": {"mean": 99.5, "std": 0.5}, "robust": {"mean": 70.25}}}))
     md, _, _ = build_report(ReportParams(), PIPELINE, tmp_path / "metrics" / "eval", toy)
-    assert "| nn-pag | 99.5 +- 0.5 | 70.25 | 100.0 | 75.5 |" in md
+    assert "| nn-pag | 99.5 +- 0.5 | - | 70.25 | 100.0 | 75.5 |" in md
+    # with the exhaustive search the robust column is the grid figure, PGD beside it
+    toy.write_text(json.dumps({"nn-pag": {"clean_mean": 100.0, "robust_mean": 73.9, "robust_grid_mean": 59.9,
+                                          "robust_grid_std": 8.1}}))
+    md, _, _ = build_report(ReportParams(), PIPELINE, tmp_path / "metrics" / "eval", toy)
+    assert "| nn-pag | 100 | 59.9 +- 8.1 | 73.9 | 100.0 | 75.5 |" in md
 
 
 def test_main_writes_markdown_json_and_plot(tmp_path):
