@@ -39,7 +39,7 @@ def build_store(name: str, source_params: dict[str, Any], common: DistillCommon,
         raise ConfigError("--source nac needs --classifier <noisy classifier checkpoint>")
     ckpt = {"sbg": diffusion, "nac": classifier}.get(name)  # nac: the noisy classifier (issue 16)
     recipe = SourceRecipe(name, source_params, str(prepared / "train.npz"), common.seed,
-                          str(ckpt) if ckpt is not None else None, common.device)
+                          str(ckpt) if ckpt is not None else None, common.device, common.precision)
     split = load_split(prepared / f"{split_name}.npz")
     indices = None
     if split_name == "test":

@@ -20,12 +20,16 @@ class DistillCommon:
     batch_size: int
     workers: int
     seed: int
-    device: str = "cpu"
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     num_target_classes: int | None = None  # K target classes per sample (null = all C; store format v2)
     grad_codec: Literal["raw", "int8"] = "raw"  # "raw" = grad_dtype values; "int8" = int8 + scale per class
     export_webdataset: bool = True  # also write the webdataset export (shards/); false = zarr only
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         for key, low in (("samples_per_shard", 1), ("batch_size", 1), ("workers", 0)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key} must be >= {low}, got {getattr(self, key)}")

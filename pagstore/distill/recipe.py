@@ -24,7 +24,8 @@ class SourceRecipe:
         train_path: prepared training split (``data/prepared/train.npz``).
         seed: distillation seed.
         checkpoint: diffusion checkpoint for SBG, else None.
-        device: torch device for SBG.
+        device: torch device for SBG (auto | cpu | cuda | cuda:N; resolved where the source is built).
+        precision: fp32 | bf16 | fp16 autocast of SBG's forwards.
     """
 
     name: str
@@ -33,6 +34,7 @@ class SourceRecipe:
     seed: int = 0
     checkpoint: str | None = None
     device: str = "cpu"
+    precision: str = "fp32"
 
     def __call__(self) -> GradientSource:
         return build_source(
@@ -42,4 +44,5 @@ class SourceRecipe:
             seed=self.seed,
             checkpoint=self.checkpoint,
             device=self.device,
+            precision=self.precision,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,15 @@ def evaluate_model(model: nn.Module, split: PreparedSplit, params: EvaluateParam
     results), corruptions, pictures (attack settings), alignment, sbg_test (when given) and timing_s.
     With ``params.manifold`` and ``train_split`` the alignment also holds the closest-class cosine and the
     on-manifold fraction (:mod:`pagstore.evaluation.manifold`).
-    Attacks run on ``params.device``; corruptions, pictures and alignment (cheap) on the CPU.
+    Everything runs on ``params.device`` at ``params.precision``: the model is wrapped (OnDevice) so the
+    corruption, picture and alignment code, which holds CPU tensors, runs its forwards and backwards there.
     """
+    from pagstore.devices import OnDevice, resolve_device
     from pagstore.evaluation import alignment, corruptions
 
-    model = model.to(params.device).eval()
+    device = resolve_device(params.device)
+    model = OnDevice(model.eval(), device, params.precision).eval()
+    params = replace(params, device=str(device))  # attacks take the resolved device
     x, y = select_images(split, params.num_images, params.seed)
     timing: dict[str, float] = {}
     with torch.no_grad():
@@ -60,7 +64,6 @@ def evaluate_model(model: nn.Module, split: PreparedSplit, params: EvaluateParam
     t = time.perf_counter()
     write_sweep(model, x, y, params, budget, plots_dir, title)
     timing["sweep"] = time.perf_counter() - t
-    model = model.cpu()
     t = time.perf_counter()
     cp = params.corruptions
     out["corruptions"] = corruptions.corruption_report(model, x, y, list(cp.names), list(cp.severities),

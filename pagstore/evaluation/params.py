@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pagstore.data.profile import EvalBudget
 
@@ -62,7 +63,8 @@ class EvaluateParams:
     num_images: int | None = 50
     seed: int = 0
     batch_size: int = 250
-    device: str = "cpu"
+    device: str = "auto"                          # auto | cpu | cuda | cuda:N (pagstore.devices)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     autoattack: bool = True
     large_eps: bool = True
     alignment_images: int = 100
@@ -72,6 +74,9 @@ class EvaluateParams:
     manifold: ManifoldParams | None = None     # null: skip the closest-class / on-manifold metrics
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         if self.num_images is not None and self.num_images < 1:
             raise ValueError(f"num_images must be >= 1 or null (all), got {self.num_images}")
         if self.pictures.norm not in NORM_KEYS:

@@ -208,10 +208,11 @@ class GaussianDiffusion:
     def _loop(self, step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], shape: tuple[int, ...],
               noise: torch.Tensor | None, generator: torch.Generator | None, device: torch.device | str,
               progress: bool) -> torch.Tensor:
-        x = torch.randn(shape, generator=generator, device=device) if noise is None else noise.to(device)
+        # Noise is drawn on the CPU (a CPU generator) and moved: the same samples on every device.
+        x = torch.randn(shape, generator=generator).to(device) if noise is None else noise.to(device)
         for i in tqdm(range(self.num_timesteps - 1, -1, -1), desc="sampling", disable=not progress, leave=False):
             t = torch.full((shape[0],), i, dtype=torch.long, device=device)
-            z = torch.randn(shape, generator=generator, device=device)
+            z = torch.randn(shape, generator=generator).to(device)
             x = step(x, t, z)
         return x
 

@@ -15,6 +15,7 @@ import torch
 from pagstore.atomic import atomic_path
 from pagstore.data import load_split
 from pagstore.data.prepared import PreparedDataError
+from pagstore.devices import resolve_device
 from pagstore.improved_diffusion.presets import PRESETS, config_for_dataset, get_preset
 from pagstore.improved_diffusion.sampling import save_class_grid
 from pagstore.improved_diffusion.training import TrainResult, TrainSettings, images_to_model_space, train_diffusion
@@ -60,8 +61,13 @@ class TrainDiffusionParams:
     save_every: int = 500
     log_every: int = 10
     sample: SampleParams = SampleParams()
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         if self.preset not in PRESETS:
             raise ValueError(f"preset {self.preset!r} is unknown; known presets: {sorted(PRESETS)}")
         config_for_dataset(get_preset(self.preset), self.model, num_classes=2, in_channels=1)  # key/type check
@@ -97,13 +103,13 @@ def train_on_split(params: TrainDiffusionParams, train_path: Path, checkpoint: P
     images = images_to_model_space(split.images, config["image_size"])
     result = train_diffusion(
         images, torch.from_numpy(split.labels), split.num_classes, config, settings_from_params(params),
-        checkpoint, split.fingerprint(), log=log.info,
-        extra_meta={"class_names": list(split.class_names), "preset": params.preset,
+        checkpoint, split.fingerprint(), log=log.info, device=resolve_device(params.device),
+        precision=params.precision, extra_meta={"class_names": list(split.class_names), "preset": params.preset,
                     "data_image_size": list(size), "params": dataclasses.asdict(params)},
     )
     with atomic_path(loss_csv, suffix=".csv") as tmp:
         tmp.write_text("step,loss\n" + "".join(f"{s},{v:.6f}\n" for s, v in result.history))
-    ema_model = copy.deepcopy(result.model)
+    ema_model = copy.deepcopy(result.model)  # on the training device: the grid is sampled there
     ema_model.load_state_dict(result.ema_state)
     save_class_grid(samples, ema_model, config, split.num_classes, per_class=params.sample.per_class,
                     sampler=params.sample.sampler, respacing=params.sample.respacing, seed=params.sample.seed)

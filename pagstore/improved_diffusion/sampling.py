@@ -31,7 +31,9 @@ def sample_classes(model: nn.Module, config: dict[str, Any], labels: torch.Tenso
     g = torch.Generator().manual_seed(seed)
     shape = (config.get("in_channels", 3), config["image_size"], config["image_size"])
     loop = diffusion.ddim_sample_loop if sampler == "ddim" else diffusion.p_sample_loop
-    out = [loop(model, (len(chunk), *shape), chunk, generator=g) for chunk in labels.split(batch_size)]
+    device = next(model.parameters()).device  # sample where the model is (noise is drawn on the CPU)
+    out = [loop(model, (len(chunk), *shape), chunk.to(device), generator=g, device=device).cpu()
+           for chunk in labels.split(batch_size)]
     model.train(was_training)
     return torch.cat(out)
 

@@ -65,9 +65,15 @@ def images_to_model_space(images: np.ndarray, image_size: int | None = None) -> 
         raise ValueError(f"diffusion training needs uint8 images (N, ch, H, W), got {images.dtype} {images.shape}")
     x = torch.from_numpy(images).float().div(127.5).sub(1.0)
     if image_size is not None and (x.shape[2], x.shape[3]) != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False,
-                          antialias=True).clamp(-1.0, 1.0)
+        x = resize_to_model(x, image_size).clamp(-1.0, 1.0)
     return x
+
+
+def resize_to_model(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The linear resize from data size to the diffusion model's size: (N, ch, H, W) -> (N, ch, s, s),
+    bicubic with antialiasing. Training applies it (then clamps to [-1, 1]); SBG distillation applies it
+    for the scores and maps their gradient back through its adjoint (autograd of this same function)."""
+    return F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=True)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -92,9 +98,12 @@ def drop_labels(labels: torch.Tensor, num_classes: int, prob: float, generator: 
     return torch.where(drop, torch.full_like(labels, num_classes), labels)
 
 
-def _signature(config: dict[str, Any], settings: TrainSettings, fingerprint: str) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed (the step budget may grow)."""
+def _signature(config: dict[str, Any], settings: TrainSettings, fingerprint: str,
+               precision: str = "fp32") -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed (the step budget may grow; the device may change)."""
     s = asdict(settings)
+    if precision != "fp32":  # only then, so fp32 checkpoints from before the option still resume
+        s["precision"] = precision
     for key in ("steps", "save_every", "log_every"):
         s.pop(key)
     s["t_window"] = list(s["t_window"]) if s["t_window"] is not None else None
@@ -116,8 +125,14 @@ def _resumable(path: Path, signature: dict[str, Any], log: Callable[[str], None]
 
 def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int, config: dict[str, Any],
                     settings: TrainSettings, checkpoint_path: str | Path, dataset_fingerprint: str,
-                    extra_meta: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> TrainResult:
+                    extra_meta: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+                    device: torch.device | str = "cpu", precision: str = "fp32") -> TrainResult:
     """Train (or resume training of) the diffusion model and leave a final checkpoint at ``checkpoint_path``.
+
+    The model, its optimiser state and its EMA live on ``device``; batches are drawn on the CPU from
+    (seed, step) generators and copied over, so a run draws the same batches on every device. ``precision``
+    bf16 / fp16 autocasts the forward (fp32 weights; fp16 with a GradScaler). The checkpoint holds CPU
+    tensors and loads on any device.
 
     Args:
         images: (N, ch, H, W) float32 in [-1, 1].
@@ -128,7 +143,11 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         raise ValueError(f"config must be class-conditional with num_classes = C + 1 = {num_classes + 1}, "
                          f"got class_cond={config.get('class_cond')}, num_classes={config.get('num_classes')}")
     torch.manual_seed(settings.seed)
+    from pagstore.devices import autocast, backward_step, grad_scaler
+
+    device = torch.device(device)
     model, diffusion = create_model_and_diffusion(**config)
+    model = model.to(device)
     T = diffusion.num_timesteps
     if settings.t_window is not None and not 0 <= settings.t_window[0] <= settings.t_window[1] < T:
         from pagstore.config import ConfigError  # a parameter error: one line, not a traceback, from the stage
@@ -136,15 +155,16 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         raise ConfigError(f"t_window {list(settings.t_window)} must satisfy 0 <= lo <= hi < {T} (the model's steps)")
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    signature = _signature(config, settings, dataset_fingerprint)
+    signature = _signature(config, settings, dataset_fingerprint, precision)
+    scaler = grad_scaler(device, precision)
     step, history, window = 0, [], []  # window: losses since the last logged point
 
     path = Path(checkpoint_path)
     raw = _resumable(path, signature, log)
     if raw is not None:
         model.load_state_dict(raw["model"])
-        opt.load_state_dict(raw["optimizer"])
-        ema, step = raw["ema"], raw["step"]
+        opt.load_state_dict(raw["optimizer"])  # moves the state onto the parameters' device
+        ema, step = {k: v.to(device) for k, v in raw["ema"].items()}, raw["step"]
         history, window = [tuple(h) for h in raw["loss_history"]], list(raw["loss_window"])
     resumed_from = step
 
@@ -157,14 +177,14 @@ def train_diffusion(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     start = time.time()
     bar = tqdm(total=settings.steps, initial=step, desc="train_diffusion", disable=None, file=sys.stderr)
     while step < settings.steps:
-        x0, y, t, noise = _draw_batch(images, labels, num_classes, settings, T, step)
+        x0, y, t, noise = (v.to(device, non_blocking=True)
+                           for v in _draw_batch(images, labels, num_classes, settings, T, step))
         torch.manual_seed(settings.seed * 7919 + step)  # dropout masks, reproducible across resumes
-        loss = diffusion.training_losses(model, x0, t, y, noise=noise)["loss"].mean()
+        with autocast(device, precision):
+            loss = diffusion.training_losses(model, x0, t, y, noise=noise)["loss"].float().mean()
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"diffusion loss became {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        backward_step(loss, opt, scaler)
         with torch.no_grad():
             for k, v in model.state_dict().items():
                 ema[k].mul_(settings.ema_rate).add_(v.detach(), alpha=1 - settings.ema_rate)

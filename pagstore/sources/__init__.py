@@ -63,6 +63,7 @@ def build_source(
     seed: int = 0,
     checkpoint: str | Path | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> GradientSource:
     """Build gradient source ``name``.
 
@@ -74,7 +75,8 @@ def build_source(
             count, sample shape and fingerprint).
         seed: fixes representative choices (OI, NN) and SBG noise.
         checkpoint: diffusion checkpoint, required for "sbg".
-        device: torch device for SBG forwards.
+        device: torch device for SBG forwards (auto | cpu | cuda | cuda:N).
+        precision: fp32 | bf16 | fp16 autocast of SBG's model forwards.
 
     Returns:
         a source with ``compute(x (B, *S), labels (B,), indices (B,)) -> (B, C, *S)`` and ``describe()``.
@@ -95,6 +97,7 @@ def build_source(
             dataset_fingerprint=train_split.fingerprint(),
             seed=seed,
             device=device,
+            precision=precision,
         )
     if name == "nac":
         if checkpoint is None:

@@ -8,6 +8,11 @@ For one image the C conditional and 1 unconditional evaluations share x_t and ru
 
 The output is a gradient w.r.t. [0, 1] pixels: d/dx = 2 d/dx0 (``pixel_chain_rule``); only its direction
 is used downstream.
+
+When the diffusion model's image size differs from the data's (STL-10's 96 px with the 64-px imagenet64
+preset), x0 is the data resized into the model's size with the same bicubic resize train_diffusion used,
+the scores are taken there, and the gradient is mapped back to the data's size through the adjoint of
+that resize (autograd through it), so the stored gradient is a direction in the data's own pixels.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class ScoreBasedSource(GradientSource):
         seed: fixes every sample's noise together with its dataset index.
         model_info: recorded in :meth:`describe` (checkpoint path, step, fingerprint, config).
         device: where the forward passes run.
+        precision: fp32 | bf16 | fp16 autocast of the model forwards (scores are returned in fp32).
+        model_size: the diffusion model's image size when it differs from ``sample_shape``'s (see module doc).
     """
 
     name = "sbg"
@@ -113,6 +120,8 @@ class ScoreBasedSource(GradientSource):
         model_info: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         uncond: UncondModel | None = None,
+        precision: str = "fp32",
+        model_size: int | None = None,
     ) -> None:
         super().__init__(num_classes, sample_shape)
         ab = np.asarray(alphas_cumprod, dtype=np.float64)
@@ -136,6 +145,8 @@ class ScoreBasedSource(GradientSource):
         self.seed = int(seed)
         self.model_info = dict(model_info or {})
         self.device = torch.device(device)
+        self.precision = precision
+        self.model_size = None if model_size is None or (model_size,) * 2 == tuple(sample_shape[1:]) else model_size
 
     def at_timestep(self, t: int) -> ScoreBasedSource:
         """The same source (model, seed, forward batch) at another timestep ``t`` (for t-sweeps)."""
@@ -145,54 +156,87 @@ class ScoreBasedSource(GradientSource):
             params = SBGParams(t=t, forward_batch=self.params.forward_batch, t_uncond=t_u,
                                uncond_checkpoint=self.params.uncond_checkpoint)
         return ScoreBasedSource(params, self.eps_fn, self.alphas_cumprod, self.num_classes, self.sample_shape,
-                                self.seed, self.model_info, self.device, self.uncond)
+                                self.seed, self.model_info, self.device, self.uncond, self.precision,
+                                self.model_size)
 
     def noisy(self, x: torch.Tensor, indices: torch.Tensor, alphabar: float | None = None) -> torch.Tensor:
-        """x_t (B, *S) in the diffusion's space for [0, 1] samples x (B, *S), at ``alphabar`` (default: ours)."""
+        """x_t (B, ch, h, w) in the diffusion's space and size for [0, 1] samples x (B, *S), at ``alphabar``
+        (default: ours)."""
         ab = self.alphabar if alphabar is None else alphabar
-        noise = torch.stack([sample_noise(self.seed, int(i), tuple(x.shape[1:])) for i in indices])
         x0 = 2.0 * x - 1.0
+        if self.model_size is not None:
+            from pagstore.improved_diffusion.training import resize_to_model
+
+            x0 = resize_to_model(x0, self.model_size).clamp(-1.0, 1.0)  # as train_diffusion saw its data
+        noise = torch.stack([sample_noise(self.seed, int(i), tuple(x0.shape[1:])) for i in indices])
         return float(np.sqrt(ab)) * x0 + float(np.sqrt(1.0 - ab)) * noise
 
+    def to_data_size(self, g: torch.Tensor) -> torch.Tensor:
+        """Map gradients (B, C, ch, h, w) at the model's size back to the data's (B, C, *S): the adjoint of
+        the linear resize, by autograd through it (the clamp only trims bicubic overshoot and is left out)."""
+        from pagstore.improved_diffusion.training import resize_to_model
+
+        b, c = g.shape[:2]
+        with torch.enable_grad():  # compute() runs under no_grad
+            leaf = torch.zeros(b * c, *self.sample_shape, dtype=g.dtype, device=g.device, requires_grad=True)
+            (back,) = torch.autograd.grad(resize_to_model(leaf, self.model_size), leaf,
+                                          grad_outputs=g.reshape(b * c, *g.shape[2:]))
+        return back.reshape(b, c, *self.sample_shape)
+
     def _compute(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        from pagstore.devices import autocast
+
         if self.uncond is not None:
             return self._compute_pair(x, indices)
         b, c, fb = x.shape[0], self.num_classes, self.params.forward_batch
         x_t = self.noisy(x, indices).to(self.device)
+        model_shape = tuple(x_t.shape[1:])
         # Pad to whole forwards: every forward has the same shape (see SBGParams.forward_batch).
         n_pad = -b % fb
         x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
         # Rows ordered (image, label): each image's C + 1 evaluations sit together in one forward.
         y = torch.arange(c + 1, device=self.device).repeat(fb)
         t = torch.full((fb * (c + 1),), self.t, dtype=torch.int64, device=self.device)
-        eps = torch.cat([
-            self.eps_fn(x_t[i : i + fb].repeat_interleave(c + 1, dim=0), t, y).float()
-            for i in range(0, b + n_pad, fb)
-        ])[: b * (c + 1)].reshape(b, c + 1, *x.shape[1:])
+        with torch.no_grad(), autocast(self.device, self.precision):
+            eps = torch.cat([
+                self.eps_fn(x_t[i : i + fb].repeat_interleave(c + 1, dim=0), t, y).float()
+                for i in range(0, b + n_pad, fb)
+            ])[: b * (c + 1)].reshape(b, c + 1, *model_shape)
         score = -eps / float(np.sqrt(1.0 - self.alphabar))
-        return (PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:])).cpu()
+        return self._to_output(PIXEL_CHAIN_RULE * (score[:, :c] - score[:, c:]))
+
+    def _to_output(self, g: torch.Tensor) -> torch.Tensor:
+        """Gradients at the model's size (B, K, ch, h, w) -> the data's size, on the CPU."""
+        if self.model_size is not None:
+            g = self.to_data_size(g)
+        return g.cpu()
 
     def _compute_pair(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """g = score_cond(x_t | y) - score_uncond(x_t'), each model at its own step; the same noise per sample
         (x_t = x_t' when the noise level is shared). Labels 0..C-1 only: the null label is the other model's."""
         assert self.uncond is not None
+        from pagstore.devices import autocast
+
         b, c, fb = x.shape[0], self.num_classes, self.params.forward_batch
         n_pad = -b % fb
-        pad = x.new_zeros(n_pad, *x.shape[1:])
-        x_c = torch.cat([self.noisy(x, indices), pad]).to(self.device)
+        x_c = self.noisy(x, indices)
+        model_shape = tuple(x_c.shape[1:])
+        pad = x_c.new_zeros(n_pad, *model_shape)
+        x_c = torch.cat([x_c, pad]).to(self.device)
         x_u = torch.cat([self.noisy(x, indices, self.alphabar_uncond), pad]).to(self.device)
         y = torch.arange(c, device=self.device).repeat(fb)
         t_c = torch.full((fb * c,), self.t, dtype=torch.int64, device=self.device)
-        eps_c = torch.cat([self.eps_fn(x_c[i : i + fb].repeat_interleave(c, dim=0), t_c, y).float()
-                           for i in range(0, b + n_pad, fb)])[: b * c].reshape(b, c, *x.shape[1:])
         t_u = torch.full((fb,), self.t_uncond, dtype=torch.int64, device=self.device)
         null = self.uncond.null_label
         y_u = None if null is None else torch.full((fb,), null, dtype=torch.int64, device=self.device)
-        eps_u = torch.cat([self.uncond.eps_fn(x_u[i : i + fb], t_u, y_u).float()
-                           for i in range(0, b + n_pad, fb)])[:b].reshape(b, 1, *x.shape[1:])
+        with torch.no_grad(), autocast(self.device, self.precision):
+            eps_c = torch.cat([self.eps_fn(x_c[i : i + fb].repeat_interleave(c, dim=0), t_c, y).float()
+                               for i in range(0, b + n_pad, fb)])[: b * c].reshape(b, c, *model_shape)
+            eps_u = torch.cat([self.uncond.eps_fn(x_u[i : i + fb], t_u, y_u).float()
+                               for i in range(0, b + n_pad, fb)])[:b].reshape(b, 1, *model_shape)
         score_c = -eps_c / float(np.sqrt(1.0 - self.alphabar))
         score_u = -eps_u / float(np.sqrt(1.0 - self.alphabar_uncond))
-        return (PIXEL_CHAIN_RULE * (score_c - score_u)).cpu()
+        return self._to_output(PIXEL_CHAIN_RULE * (score_c - score_u))
 
     def _compute_classes(self, x: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
                          classes: torch.Tensor) -> torch.Tensor:
@@ -201,19 +245,23 @@ class ScoreBasedSource(GradientSource):
             # The pair's unconditional term is shared by all classes; selecting classes there is not wired yet.
             raise SourceError("source 'sbg': num_target_classes (K of C) is not supported with uncond_checkpoint; "
                               "distill all C classes (num_target_classes: null)")
+        from pagstore.devices import autocast
+
         b, k, c, fb = x.shape[0], classes.shape[1], self.num_classes, self.params.forward_batch
         x_t = self.noisy(x, indices).to(self.device)
+        model_shape = tuple(x_t.shape[1:])
         n_pad = -b % fb  # whole forwards of a fixed shape, as in _compute
         x_t = torch.cat([x_t, x_t.new_zeros(n_pad, *x_t.shape[1:])])
         y_all = torch.cat([classes, torch.full((b, 1), c, dtype=torch.int64)], dim=1)  # (B, K + 1)
         y_all = torch.cat([y_all, torch.full((n_pad, k + 1), c, dtype=torch.int64)]).to(self.device)
         t = torch.full((fb * (k + 1),), self.t, dtype=torch.int64, device=self.device)
-        eps = torch.cat([
-            self.eps_fn(x_t[i : i + fb].repeat_interleave(k + 1, dim=0), t, y_all[i : i + fb].reshape(-1)).float()
-            for i in range(0, b + n_pad, fb)
-        ])[: b * (k + 1)].reshape(b, k + 1, *x.shape[1:])
+        with torch.no_grad(), autocast(self.device, self.precision):
+            eps = torch.cat([
+                self.eps_fn(x_t[i : i + fb].repeat_interleave(k + 1, dim=0), t, y_all[i : i + fb].reshape(-1)).float()
+                for i in range(0, b + n_pad, fb)
+            ])[: b * (k + 1)].reshape(b, k + 1, *model_shape)
         score = -eps / float(np.sqrt(1.0 - self.alphabar))
-        return (PIXEL_CHAIN_RULE * (score[:, :k] - score[:, k:])).cpu()
+        return self._to_output(PIXEL_CHAIN_RULE * (score[:, :k] - score[:, k:]))
 
     def describe(self) -> dict[str, Any]:
         if self.uncond is not None:
@@ -229,6 +277,14 @@ class ScoreBasedSource(GradientSource):
             "score": "-eps / sqrt(1 - alphabar_t); g = score(x_t|y) - score(x_t|none), none = label C",
             "pixel_chain_rule": PIXEL_CHAIN_RULE,
             "model": self.model_info,
+            # Recorded only when they apply, so stores made before these options stay byte-identical.
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
+            **({"resize": {
+                "from": list(self.sample_shape[1:]), "to": [self.model_size] * 2,
+                "method": "torch.nn.functional.interpolate bicubic, align_corners=False, antialias=True, "
+                          "then clamp [-1, 1] (as train_diffusion)",
+                "gradient": "adjoint of the resize (autograd through it) back to the data's size",
+            }} if self.model_size is not None else {}),
         }
 
     def _describe_pair(self) -> dict[str, Any]:
@@ -251,6 +307,14 @@ class ScoreBasedSource(GradientSource):
             "pixel_chain_rule": PIXEL_CHAIN_RULE,
             "model": self.model_info,
             "uncond_model": dict(self.uncond.info or {}),
+            # Recorded only when they apply, so stores made before these options stay byte-identical.
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
+            **({"resize": {
+                "from": list(self.sample_shape[1:]), "to": [self.model_size] * 2,
+                "method": "torch.nn.functional.interpolate bicubic, align_corners=False, antialias=True, "
+                          "then clamp [-1, 1] (as train_diffusion)",
+                "gradient": "adjoint of the resize (autograd through it) back to the data's size",
+            }} if self.model_size is not None else {}),
         }
 
 
@@ -263,6 +327,7 @@ def sbg_from_checkpoint(
     dataset_fingerprint: str | None = None,
     seed: int = 0,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> ScoreBasedSource:
     """Build SBG from a diffusion checkpoint written by ``pagstore.improved_diffusion`` (EMA weights).
 
@@ -293,6 +358,9 @@ def sbg_from_checkpoint(
             f"source 'sbg': {checkpoint} was trained on dataset {trained_on}, but the training split is "
             f"{dataset_fingerprint}"
         )
+    from pagstore.devices import resolve_device
+
+    device = resolve_device(device)
     model = model.to(device).eval()
 
     def eps_fn(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -307,7 +375,7 @@ def sbg_from_checkpoint(
     uncond = _uncond_model(Path(params.uncond_checkpoint), device) if pair else None
     source = ScoreBasedSource(
         params, eps_fn, np.asarray(diffusion.alphas_cumprod), num_classes, sample_shape, seed, info, device,
-        uncond,
+        uncond, precision, model_size=int(meta["config"]["image_size"]),
     )
     source.model, source.diffusion = model, diffusion  # for benchmarks and plots
     return source

@@ -59,6 +59,7 @@ class ToyParams:
         lambda_sweep: extra PAG weights trained and evaluated with the same seeds (empty = none).
         grad_dtype: dtype of the stored NN gradients.
         plot_seed: which seed's models the decision-boundary figure shows (must be in ``seeds``).
+        device, precision: where training and evaluation run (pagstore.devices); models come back on the CPU.
     """
 
     data: Toy2dOptions = field(default_factory=Toy2dOptions)
@@ -74,8 +75,13 @@ class ToyParams:
     lambda_sweep: tuple[float, ...] = ()
     grad_dtype: Literal["float16", "float32"] = "float32"
     plot_seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     def validate(self) -> None:
+        from pagstore.devices import check_device
+
+        check_device(self.device)
         if self.hidden < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"hidden, epochs, batch_size must be >= 1, got {self.hidden}, {self.epochs}, {self.batch_size}"

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pagstore.data.prepared import PreparedSplit
+from pagstore.devices import OnDevice, grad_scaler, resolve_device
 from pagstore.distill import distill
 from pagstore.evaluation.paper import PAPER_TOY
 from pagstore.loaders import ZarrGradientDataset
@@ -85,14 +86,18 @@ def shuffled_batches(
 def train_model(
     spec: ObjectiveSpec, batches: Callable[[int], Iterator[Batch]], params: ToyParams, seed: int
 ) -> tuple[nn.Module, dict[str, float]]:
-    """Train the 2 -> hidden -> 2 MLP with Adam (constant lr) for ``params.epochs``; returns it and its last row."""
+    """Train the 2 -> hidden -> 2 MLP with Adam (constant lr) for ``params.epochs`` on ``params.device``;
+    returns it (on that device) and its last row."""
     with torch.random.fork_rng():  # the same initialisation for every model of a seed, global RNG untouched
         torch.manual_seed(seed)
         model = build_model("mlp", 2, (2,), hidden=params.hidden)
+    device = resolve_device(params.device)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=params.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    rows = fit(model, spec, batches, opt, sched, LoopOptions(augment=False, clamp=None, seed=seed),
-               epochs=params.epochs)
+    rows = fit(model, spec, batches, opt, sched,
+               LoopOptions(augment=False, clamp=None, seed=seed, precision=params.precision),
+               epochs=params.epochs, scaler=grad_scaler(device, params.precision))
     return model.eval(), rows[-1]
 
 
@@ -100,7 +105,8 @@ def evaluate_model(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: ToyParams, seed: int
 ) -> dict[str, float]:
     """Clean, PGD and (if enabled) grid-searched robust accuracy (percent) and line alignment (mean |cos|)
-    on test points x (N, 2), y (N,)."""
+    on CPU test points x (N, 2), y (N,); the model runs on its own device at ``params.precision``."""
+    model = OnDevice(model, next(model.parameters()).device, params.precision).eval()
     out = {
         "clean": accuracy(model, x, y),
         "robust": robust_accuracy(model, x, y, params.attack, seed),
@@ -123,7 +129,7 @@ def run_seed(
         model, last = train_model(spec, batches, params, seed)
         metrics[name] = {**evaluate_model(model, xt, yt, params, seed), "train_loss": last["loss"],
                          "train_acc": 100.0 * last["train_acc"]}
-        models[name] = model
+        models[name] = model.cpu()  # plots, checkpoints and the process pool get CPU models
     return metrics, models
 
 

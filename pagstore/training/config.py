@@ -8,7 +8,7 @@ mappings because DVC's ``foreach`` cannot make a dependency conditional on a val
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pagstore.training.objectives import ObjectiveSpec
 
@@ -37,7 +37,15 @@ class TrainCommon:
     flip: bool = True
     eval_samples: int = 1000
     align_samples: int = 64
-    channels_last: bool = False
+    # Where and how it runs (pagstore.devices). channels_last "auto" = on CUDA only (true also on the CPU:
+    # faster convolutions and double backward there too, benchmarks/bench_pag_step.py, but other float
+    # rounding, so not by default); compile: torch.compile
+    # the model in place; loader_workers: DataLoader processes prefetching store shards (0 = in process).
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool | Literal["auto"] = "auto"
+    compile: bool = False
+    loader_workers: int = 0
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -51,6 +59,11 @@ class TrainCommon:
             raise ValueError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
         if self.crop_pad < 0 or self.eval_samples < 1 or self.align_samples < 0:
             raise ValueError("crop_pad and align_samples must be >= 0, eval_samples >= 1")
+        from pagstore.devices import check_device
+
+        check_device(self.device)
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {self.loader_workers}")
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,14 @@ def array_batches(
 
 
 def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int,
-                  k_of_c: bool = False) -> Iterator[Batch]:
+                  k_of_c: bool = False, num_workers: int = 0) -> Iterator[Batch]:
     """Yield (x, y, grads float32 (B, K, *S)) streamed from the store's webdataset shards (DDP-aware); with
-    ``k_of_c`` (a store of K < C classes) a 4th item, the classes (B, K) of the grads."""
+    ``k_of_c`` (a store of K < C classes) a 4th item, the classes (B, K) of the grads. ``num_workers``
+    DataLoader processes read and decode shards ahead of the training step."""
     from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
 
-    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch, with_classes=k_of_c)
+    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch,
+                              num_workers=num_workers, with_classes=k_of_c)
 
 
 def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:

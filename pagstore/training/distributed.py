@@ -1,4 +1,4 @@
-"""Multi-process training under ``torchrun`` (gloo: training runs on the CPU).
+"""Multi-process training under ``torchrun``: nccl on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on the CPU.
 
 Gradients are averaged with one all-reduce per step rather than through DDP's reducer, because the PAG
 term back-propagates through a double backward (``create_graph``), which DDP's bucketed hooks do not
@@ -13,16 +13,28 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pagstore.devices import dist_backend
 
-def init_from_env() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); return (rank, world_size)."""
+
+_COMM_DEVICE = torch.device("cpu")  # where the small control tensors of all_have_batch live
+
+
+def init_from_env(device: torch.device | str = "cpu") -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); return (rank, world_size).
+
+    ``device`` is the rank's training device (``pagstore.devices.resolve_device`` binds "cuda" to
+    ``cuda:LOCAL_RANK``): nccl for CUDA, gloo for the CPU, since nccl cannot all-reduce CPU tensors.
+    """
+    global _COMM_DEVICE
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
+    device = torch.device(device)
     if not dist.is_initialized():
-        # gloo, not nccl even where CUDA exists: train_method keeps the model and batches on the CPU, and
-        # nccl cannot all-reduce CPU tensors. Switch together with moving training to the GPU.
-        dist.init_process_group("gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(dist_backend(device))
+    _COMM_DEVICE = device
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -34,7 +46,7 @@ def all_have_batch(has_batch: bool) -> bool:
     """True when every rank still has a batch this step (so no rank waits forever in an all-reduce)."""
     if not is_distributed():
         return has_batch
-    flag = torch.tensor([1 if has_batch else 0])
+    flag = torch.tensor([1 if has_batch else 0], device=_COMM_DEVICE)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 

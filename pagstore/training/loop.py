@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pagstore.devices import autocast, backward_step, to_device
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.data import Batch
 from pagstore.training.distributed import all_have_batch, average_buffers, average_gradients
@@ -25,8 +26,9 @@ class LoopOptions:
         crop_pad: zero padding for the random crop. flip: horizontal flips.
         clamp: valid input range for adversarial examples, None for vector data.
         seed: base seed; epoch e uses a generator seeded with (seed, e) so a resumed run draws the same.
-        channels_last: feed image batches in channels_last memory format (pair with a channels_last
-            model); changes float rounding, so off by default.
+        precision: fp32 | bf16 | fp16 autocast of the forward passes and the PAG double backward (the
+            weights stay fp32; fp16 adds a GradScaler). The device is the model's.
+        channels_last: move image batches to channels_last (the model was converted by the caller).
     """
 
     augment: bool = True
@@ -34,6 +36,7 @@ class LoopOptions:
     flip: bool = True
     clamp: tuple[float, float] | None = (0.0, 1.0)
     seed: int = 0
+    precision: str = "fp32"
     channels_last: bool = False
 
 
@@ -52,8 +55,12 @@ def train_epoch(
     *,
     desc: str = "train",
     show_progress: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns sample-weighted means of the loss terms and train accuracy."""
+    """One pass over ``batches``; returns sample-weighted means of the loss terms and train accuracy.
+
+    Batches arrive on the CPU and are copied to the model's device (pinned, non-blocking on CUDA).
+    """
     model.train()
     sums: dict[str, float] = {}
     seen = 0
@@ -64,20 +71,17 @@ def train_epoch(
         batch = next(it, None)
         if not all_have_batch(batch is not None):
             break
-        x, y, g, *cl = (t.to(device) if t is not None else None for t in batch)  # cl: K < C store classes
-        if opts.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # cl: the classes (B, K) of a K < C store's grads
+        x, y, g, *cl = (to_device(t, device, opts.channels_last) for t in batch)
         aug = None
         if opts.augment and x.dim() == 4:
             aug = sample_augmentation(x.shape[0], pad=opts.crop_pad, flip=opts.flip, generator=generator)
-        loss, terms = objective_loss(model, x, y, g, spec, augment=aug, clamp=opts.clamp, generator=generator,
-                                     classes=cl[0] if cl else None)
+        with autocast(device, opts.precision):
+            loss, terms = objective_loss(model, x, y, g, spec, augment=aug, clamp=opts.clamp, generator=generator,
+                                         classes=cl[0] if cl else None)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {float(loss)} at sample {seen} (terms {terms})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(model)
-        optimizer.step()
+        backward_step(loss, optimizer, scaler, lambda: average_gradients(model))
         n = x.shape[0]
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v * n
@@ -104,6 +108,7 @@ def fit(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     rank: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> list[dict[str, float]]:
     """Train epochs ``start_epoch + 1 .. epochs`` (1-based); ``batches(epoch)`` yields that epoch's batches.
 
@@ -116,7 +121,7 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         terms = train_epoch(
             model, batches(epoch), spec, optimizer, opts, epoch_generator(opts.seed, epoch, rank),
-            desc=f"epoch {epoch}/{epochs}", show_progress=rank == 0,
+            desc=f"epoch {epoch}/{epochs}", show_progress=rank == 0, scaler=scaler,
         )
         scheduler.step()
         row = {"epoch": epoch, "lr": lr, **{f"train_{k}" if k == "acc" else k: v for k, v in terms.items()}}

@@ -6,7 +6,7 @@ import csv
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ import torch
 from pagstore import __version__
 from pagstore.atomic import atomic_path, write_json
 from pagstore.config import ConfigError
+from pagstore.devices import describe as describe_device
+from pagstore.devices import grad_scaler, prepare_model, resolve_device, use_channels_last
 from pagstore.data.prepared import PreparedSplit, load_split
 from pagstore.models import build_model
 from pagstore.training import metrics as M
@@ -63,10 +65,15 @@ def _align_batch(store_path: Path, n: int) -> tuple[torch.Tensor, ...] | None:
     return (*out, torch.from_numpy(store.read_classes(rows))) if k_of_c else out
 
 
+# Keys that say where a run executes, not what it computes: a run started on the CPU resumes on a GPU.
+EXECUTION_KEYS = ("device", "compile", "loader_workers")
+
+
 def run_id(method: str, spec: ObjectiveSpec, common: TrainCommon, fingerprints: dict[str, Any]) -> str:
     """Hash of everything that defines a run; a checkpoint is resumed only when it matches."""
+    recipe = {k: v for k, v in dataclasses.asdict(common).items() if k not in EXECUTION_KEYS}
     blob = json.dumps(
-        {"method": method, "spec": dataclasses.asdict(spec), "common": dataclasses.asdict(common), **fingerprints},
+        {"method": method, "spec": dataclasses.asdict(spec), "common": recipe, **fingerprints},
         sort_keys=True, default=str,
     )
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
@@ -96,21 +103,18 @@ def _optimizer_and_scheduler(
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(common.milestones), gamma=common.gamma)
 
 
-def _memory_format(model: torch.nn.Module, common: TrainCommon) -> torch.nn.Module:
-    # before the optimizer is built, so its momentum buffers take the parameters' layout
-    return model.to(memory_format=torch.channels_last) if common.channels_last else model
+def _resume(ckpt_path: Path, rid: str, model: torch.nn.Module, common: TrainCommon,  # noqa: ANN202
+            place: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m):
+    """(model, optimizer, scheduler, start epoch, history), from the checkpoint if it is this run's.
 
-
-def _resume(ckpt_path: Path, rid: str, model: torch.nn.Module, common: TrainCommon):  # noqa: ANN202
-    """(model, optimizer, scheduler, start epoch, history), from the checkpoint if it is this run's."""
-    model = _memory_format(model, common)
-    opt, sched = _optimizer_and_scheduler(model, common)
-    if not ckpt_path.is_file():
-        return model, opt, sched, 0, []
-    ckpt = load_checkpoint(ckpt_path)
-    if ckpt["meta"].get("run_id") != rid:  # other parameters or data: start from scratch
-        return model, opt, sched, 0, []
-    model = _memory_format(model_from_checkpoint(ckpt), common)
+    ``place`` moves a model to its device before its optimizer is built, so loaded optimizer state lands
+    on the parameters' device (checkpoints are read onto the CPU, whatever device wrote them).
+    """
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    if ckpt is None or ckpt["meta"].get("run_id") != rid:
+        model = place(model)  # no checkpoint, or one of other parameters or data: start from scratch
+        return (model, *_optimizer_and_scheduler(model, common), 0, [])
+    model = place(model_from_checkpoint(ckpt))
     opt, sched = _optimizer_and_scheduler(model, common)
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(restore_scheduler_state(ckpt["scheduler"]))
@@ -132,7 +136,14 @@ def train_method(
     Resumes from ``out_dir/checkpoint.pt`` when it was made by the same run (same params and data).
     Under torchrun, ranks train on disjoint data and rank 0 writes the outputs. Returns the final metrics.
     """
-    rank, world = init_from_env()
+    if common.compile and spec.uses_store:
+        # Checked before any work: torch.compile's aot_autograd raises at the first PAG backward.
+        raise ConfigError(
+            f"train.common.compile: true cannot train method {method!r}: torch.compile does not support the "
+            "double backward of its PAG term; set compile: false (it applies to methods without a store)"
+        )
+    device = resolve_device(common.device)  # cuda -> cuda:LOCAL_RANK under torchrun
+    rank, world = init_from_env(device)
     torch.manual_seed(common.seed)
     train = load_split(Path(prepared_dir) / "train.npz")
     test = load_split(Path(prepared_dir) / "test.npz")
@@ -155,13 +166,18 @@ def train_method(
     ckpt_path = Path(out_dir) / "checkpoint.pt"
     if rank == 0:
         remove_stale_temp_files(ckpt_path)
-    model, optimizer, scheduler, start, history = _resume(ckpt_path, rid, model, common)
+    channels_last = use_channels_last(common.channels_last, device)
+
+    def place(m: torch.nn.Module) -> torch.nn.Module:
+        return prepare_model(m, device, channels_last=channels_last, compile=common.compile)
+
+    model, optimizer, scheduler, start, history = _resume(ckpt_path, rid, model, common, place)
     broadcast_parameters(model)
 
     is_image = len(train.sample_shape) == 3
     opts = LoopOptions(augment=common.augment and is_image, crop_pad=common.crop_pad, flip=common.flip,
-                       clamp=(0.0, 1.0) if is_image else None, seed=common.seed,
-                       channels_last=common.channels_last and is_image)
+                       clamp=(0.0, 1.0) if is_image else None, seed=common.seed, precision=common.precision,
+                       channels_last=channels_last and is_image)
     x_test, y_test = _held_out(test, common.eval_samples)
     align = _align_batch(store_path, common.align_samples) if store_path is not None else None
 
@@ -176,7 +192,8 @@ def train_method(
             return controls.batches(common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
         if store_path is not None:
             return store_batches(store_path, common.batch_size, seed=common.seed, epoch=epoch,
-                                 k_of_c=store_attrs.get("num_target_classes", train.num_classes) < train.num_classes)
+                                 k_of_c=store_attrs.get("num_target_classes", train.num_classes) < train.num_classes,
+                                 num_workers=common.loader_workers)
         return array_batches(train, common.batch_size, seed=common.seed, epoch=epoch, rank=rank, world_size=world)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
@@ -187,7 +204,9 @@ def train_method(
 
     meta = {"method": method, "objective": dataclasses.asdict(spec), "recipe": dataclasses.asdict(common),
             "store": store_attrs, "dataset_fingerprint": train.fingerprint(), "run_id": rid,
-            "epochs": common.epochs, "world_size": world, "code_version": __version__}
+            "epochs": common.epochs, "world_size": world, "code_version": __version__,
+            "execution": {**describe_device(device), "precision": common.precision,
+                          "channels_last": channels_last, "compile": common.compile}}
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
         history.append(row)
@@ -197,7 +216,7 @@ def train_method(
             write_history_csv(Path(plots_path), history)
 
     fit(model, spec, batches, optimizer, scheduler, opts, epochs=common.epochs, start_epoch=start,
-        evaluate=evaluate, on_epoch_end=on_epoch_end, rank=rank)
+        evaluate=evaluate, on_epoch_end=on_epoch_end, rank=rank, scaler=grad_scaler(device, common.precision))
     final = {"method": method, "model": common.model, "objective": spec.objective, "store": spec.store,
              "lam": spec.lam, "epochs": common.epochs,
              "num_parameters": sum(p.numel() for p in model.parameters()),
