@@ -73,7 +73,7 @@ def run_attack_checks(ex: Experiment, results: dict[str, Any], ckpts: dict) -> d
         if not path.is_file():
             raise FileNotFoundError(f"{path}: AutoAttack examples of {m} are gone; delete "
                                     f"{ex.cache.path(f'eval-{m}-s{ac.seed}')} to recompute them")
-        return torch.load(path)
+        return torch.load(path, weights_only=True)  # a plain tensor saved by the evidence run
 
     out: dict[str, Any] = {"pag": pag, "at": ac.at, "seed": ac.seed, "norm": norm, "models": {}}
     for m, other in ((pag, ac.at), (ac.at, pag)):

@@ -4,12 +4,12 @@ evaluate@pag-sbg, and toy. The 8-px digits with the 16-px digits-small model als
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
 import yaml
 
+from pagstore.metrics_files import read_record
 from pagstore.store import open_store
 from pagstore.training.checkpoint import load_classifier
 from tests.helpers.dvc_project import dvc, dvc_project
@@ -53,14 +53,14 @@ def test_every_stage_runs_with_device_auto_and_bf16(tmp_path):
     expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"
     assert meta["execution"]["device"] == expected_device and meta["execution"]["precision"] == "bf16"
     assert meta["execution"]["channels_last"] is torch.cuda.is_available()
-    train = json.loads((root / "metrics/train/pag-sbg.json").read_text())
+    train = read_record(root / "metrics/train/pag-sbg.json")  # the full record beside the lean file
     assert np.isfinite(train["loss"]) and train["pag"] > 0
 
-    ev = json.loads((root / "metrics/eval/pag-sbg.json").read_text())
+    ev = read_record(root / "metrics/eval/pag-sbg.json")
     assert ev["params"]["evaluate"]["precision"] == "bf16" and 0 <= ev["clean_accuracy"] <= 1
     assert np.isfinite(ev["alignment"]["sbg_cos_mean"])
 
-    toy = json.loads((root / "metrics/toy.json").read_text())
+    toy = read_record(root / "metrics/toy.json")
     assert toy["params"]["precision"] == "bf16" and np.isfinite(toy["nn-pag"]["train_loss_mean"])
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert {"train_diffusion", "distill_sbg", "distill_test", "train@pag-sbg", "evaluate@pag-sbg", "toy"} <= set(lock)
