@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from pagstore.atomic import atomic_dir, write_json
+from pagstore.metrics_files import lean_eval
 from pagstore.config import ConfigError, from_dict, load_section, read_yaml
 from pagstore.data.profile import EvalBudget
 from pagstore.evaluation.params import EvaluateParams
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sbg-test", type=Path, default=None,
                     help="SBG test gradients for the alignment metric, used when present (not a DVC dependency: "
                          "a user holding only released files has no diffusion model to make them)")
-    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True,
+                    help="metrics JSON: the scalars to compare (the full record when --details is not given)")
+    ap.add_argument("--details", type=Path, default=None, help="full record: parameters, meta, per-attack results")
     ap.add_argument("--plots", type=Path, required=True)
     ap.add_argument("--state-dir", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         record = evaluate_checkpoint(ckpt, args.prepared / "test.npz", params, budget, plots,
                                      method=f"{args.name} (external)", profile=profile, sbg_test=sbg_test,
                                      state_dir=args.state_dir)
-    write_json(args.metrics, record)
+    if args.details is not None:
+        write_json(args.details, record)
+    write_json(args.metrics, lean_eval(record) if args.details is not None else record)
     if args.state_dir is not None:  # as evaluate: a finished run's resume state must not leak into the next
         shutil.rmtree(args.state_dir, ignore_errors=True)
         args.state_dir.mkdir(parents=True, exist_ok=True)

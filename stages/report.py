@@ -3,8 +3,9 @@
 Reads ``metrics/eval/<method>.json`` for every method of ``train.methods`` and ``train.plain_methods``
 (methods without a metrics file are listed as missing, not fatal), the toy metrics when present, and,
 when several lambdas of one method were trained, their checkpoints for the lambda-sweep picture (Fig. 5).
-Writes ``reports/results.md``, ``metrics/report.json`` (the correlations; the full report JSON goes to
-``--details``) and ``plots/report/`` (PNGs, and the CSVs of the overlaid DVC plots: every method's eps
+Writes ``reports/results.md``, ``--details`` (the full report JSON), ``--correlations`` (metrics/correlation/
+``<budget>.json``: the correlation of that budget's robust accuracy with each alignment metric, what
+``dvc metrics show`` lists) and ``plots/report/`` (PNGs, and the CSVs of the overlaid DVC plots: every method's eps
 sweep and test-accuracy curve in one table). The work is ``pagstore.evaluation.results`` and ``.overlays``.
 """
 
@@ -20,7 +21,7 @@ from pagstore.config import load_section
 from pagstore.evaluation.overlays import write_overlay_tables
 from pagstore.profiles import effective_params
 from pagstore.evaluation.results import ReportParams, build_report, lambda_groups, method_names, write_report_plots
-from pagstore.metrics_files import lean_report
+from pagstore.metrics_files import lean_correlations
 
 __all__ = ["ReportParams", "build_report", "lambda_groups", "main", "method_names"]
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", type=Path, default=None, help="models/classifiers, for the lambda-sweep picture")
     ap.add_argument("--prepared", type=Path, default=None, help="data/prepared, for the lambda-sweep picture")
     ap.add_argument("--markdown", type=Path, required=True)
-    ap.add_argument("--metrics", type=Path, required=True,
-                    help="metrics JSON: the correlations (the full report JSON when --details is not given)")
-    ap.add_argument("--details", type=Path, default=None, help="full report JSON (models, budget, toy, ...)")
+    ap.add_argument("--details", type=Path, required=True, help="full report JSON (models, budget, toy, ...)")
+    ap.add_argument("--correlations", type=Path, default=None,
+                    help="folder of the lean correlation metrics files DVC shows (metrics/correlation)")
     ap.add_argument("--eval-plots", type=Path, default=None, help="plots/eval, for the overlaid eps-sweep tables")
     ap.add_argument("--train-plots", type=Path, default=None, help="plots/train, for the overlaid epoch table")
     ap.add_argument("--plots", type=Path, required=True)
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
                              train_plots=args.train_plots, summary_rows=rows,
                              alignment_key=params.alignment_metric, robust_key=params.robust_metric)
     report["lambda_sweeps"] = sweeps
-    if args.details is not None:
-        write_json(args.details, report)
-    write_json(args.metrics, lean_report(report) if args.details is not None else report)
+    write_json(args.details, report)
+    if args.correlations is not None:
+        for budget, row in lean_correlations(report).items():
+            write_json(args.correlations / f"{budget}.json", row)
     write_bytes(args.markdown, (md + plots_md + "\n").encode())
 
 

@@ -2,12 +2,15 @@
 
 Reads ``toy`` of pipeline.yaml (independent of ``profile``: it generates its own toy2d data). Writes
 ``--out`` (the NN gradient stores ``stores/nn-seed<k>`` and the trained models ``models/<name>-seed<k>.pt``,
-replaced atomically), ``--metrics`` (metrics/toy.json: per model clean / L2-PGD accuracy mean, std and
-per-seed values, the paper's numbers, the parameters) and ``--plots``/decision_boundaries.png (Figure 4).
+replaced atomically), ``--details`` (metrics/toy.details.json: per model clean / L2-PGD / eps-disk accuracy
+mean, std and per-seed values, the paper's numbers, the parameters), ``--metrics`` (metrics/toy/: per model
+``<model>.json`` with the means of clean and eps-disk robust accuracy, ``<model>.std.json`` their stds: what
+``dvc metrics show`` lists) and ``--plots``/decision_boundaries.png (Figure 4).
 The work is ``pagstore.toy.experiment.run_toy`` and ``pagstore.toy.outputs``.
 Example::
 
-    python -m stages.toy --params pipeline.yaml --out runs/toy --metrics metrics/toy.json --plots plots/toy
+    python -m stages.toy --params pipeline.yaml --out runs/toy --details metrics/toy.details.json \
+        --metrics metrics/toy --plots plots/toy
 """
 
 from __future__ import annotations
@@ -24,17 +27,17 @@ from pagstore.errors import user_errors
 from pagstore.atomic import atomic_dir, write_json
 from pagstore.config import ConfigError, load_section
 from pagstore.data.registry import read_dataset
-from pagstore.metrics_files import lean_toy
+from pagstore.metrics_files import lean_toy, toy_metrics_files
 from pagstore.toy.config import ToyParams
 from pagstore.toy.experiment import run_toy
 from pagstore.toy.outputs import draw_figure, log_summary, save_models
 
 
-def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, workers: int = 1,
-        details: Path | None = None) -> dict[str, Any]:
+def run(params_path: Path, out: Path, details: Path, plots_dir: Path, workers: int = 1,
+        metrics_dir: Path | None = None) -> dict[str, Any]:
     """Run the toy experiment with the ``toy`` section of ``params_path``; write every output; return metrics.
 
-    With ``details`` the full metrics go there and ``metrics_path`` holds only the means and stds.
+    The full metrics go to ``details``; with ``metrics_dir``, one lean file per toy model and statistic.
     """
     params = load_section(params_path, "toy", ToyParams)
     splits = read_dataset("toy2d", dataclasses.asdict(params.data), base_dir=params_path.parent,
@@ -45,9 +48,10 @@ def run(params_path: Path, out: Path, metrics_path: Path, plots_dir: Path, worke
         save_models(result.models, params, tmp / "models")
     metrics = result.metrics
     metrics["workers"] = workers
-    if details is not None:
-        write_json(details, metrics)
-    write_json(metrics_path, lean_toy(metrics) if details is not None else metrics)
+    write_json(details, metrics)
+    if metrics_dir is not None:
+        for path, lean in toy_metrics_files(metrics_dir, lean_toy(metrics)).items():
+            write_json(path, lean)
     draw_figure(result.models, metrics, params, test, plots_dir / "decision_boundaries.png")
     log_summary(metrics, params)
     return metrics
@@ -58,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="pipeline.yaml")
     parser.add_argument("--out", type=Path, required=True, help="directory for stores and models (runs/toy)")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (metrics/toy.json)")
-    parser.add_argument("--details", type=Path, default=None, help="full metrics JSON (else in --metrics)")
+    parser.add_argument("--details", type=Path, required=True, help="full metrics JSON (metrics/toy.details.json)")
+    parser.add_argument("--metrics", type=Path, default=None,
+                        help="folder of the lean per-model metrics files DVC shows (metrics/toy)")
     parser.add_argument("--plots", type=Path, required=True, help="figure directory (plots/toy)")
     parser.add_argument("--workers", type=int, default=2,
                         help="seeds run in parallel processes (results do not depend on it)")
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(1)
     try:
-        run(args.params, args.out, args.metrics, args.plots, workers=args.workers, details=args.details)
+        run(args.params, args.out, args.details, args.plots, workers=args.workers, metrics_dir=args.metrics)
     except ConfigError as exc:
         raise SystemExit(f"toy: {exc}") from None
 

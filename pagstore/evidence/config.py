@@ -21,7 +21,7 @@ class EvidencePaths:
     stores: str = "stores"
     diffusion: str = "models/diffusion/checkpoint.pt"
     sbg_test: str = "stores/sbg-test"
-    toy: str = "metrics/toy.json"
+    toy: str = "metrics/toy.details.json"
     noisy_metrics: str = "metrics/noisy_classifier.json"
     work: str = "evidence/run"
     report: str = "reports/evidence.md"

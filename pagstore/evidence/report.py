@@ -212,7 +212,7 @@ def _toy(ex: Any) -> list[str]:
 
     return ["", "## 2-D toy (Appendix G.1)", "",
             "Robust accuracy = exhaustive search of each point's eps-disk (polar grid, exact up to its resolution); "
-            "PGD beside it is a looser upper bound (committed toy stage output, `metrics/toy.json`).", "",
+            "PGD beside it is a looser upper bound (committed toy stage output, `metrics/toy.details.json`).", "",
             toy_section(json.loads(toy_path.read_text())), ""]
 
 

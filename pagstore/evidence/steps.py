@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pagstore.metrics_files import details_path, read_record
 from pagstore.profiles import effective_params
 from pagstore.evidence.experiment import Experiment
 from pagstore.training.objectives import ObjectiveSpec
@@ -40,8 +41,8 @@ def source_costs(ex: Experiment, results: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     nm = ex.root / ex.p.paths.noisy_metrics
-    if nm.is_file():
-        m = json.loads(nm.read_text())
+    if nm.is_file() or details_path(nm).is_file():
+        m = read_record(nm)  # the full record (details file) beside the lean metrics file
         out["nac_train_cpu_seconds"] = m.get("cpu_seconds")
         out["nac_noisy_test_accuracy"] = m.get("noisy_test_accuracy")
     nc = ex.root / "models/noisy_classifier/checkpoint.pt"

@@ -23,9 +23,12 @@ def test_dvc_repro_evaluate(tmp_path: Path) -> None:
     assert metrics["method"] == "vanilla" and metrics["params"]["profile"] == "digits"
     assert metrics["autoattack"]["aa_l2"]["eps"] == 1.0  # the digits profile's budget
     lean = json.loads((root / "metrics" / "eval" / "vanilla.json").read_text())
-    assert {"clean", "aa_l2", "aa_linf", "aa_l2_large", "aa_linf_large", "sbg_cos", "etmann"} == set(lean)
+    assert {"clean", "l2", "linf", "l2_large", "linf_large", "sbg_cos", "etmann"} == set(lean)
     assert len(lean) <= 12 and all(isinstance(v, float) for v in lean.values())
-    assert lean["aa_l2"] == metrics["robust_accuracy"]["aa_l2"] and lean["clean"] == metrics["clean_accuracy"]
+    # percent with one decimal, cosines with three
+    assert lean["l2"] == round(100 * metrics["robust_accuracy"]["aa_l2"], 1)
+    assert lean["clean"] == round(100 * metrics["clean_accuracy"], 1)
+    assert lean["sbg_cos"] == round(metrics["alignment"]["sbg_cos_mean"], 3)
     assert (root / "plots" / "eval" / "vanilla" / "targeted.png").is_file()
     assert "evaluate_plain@vanilla" in (root / "dvc.lock").read_text()
     status = dvc(root, "status", "evaluate_plain@vanilla").stdout

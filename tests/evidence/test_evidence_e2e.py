@@ -49,7 +49,7 @@ def make_tiny_project(root: Path) -> Path:
     (root / "metrics").mkdir(parents=True, exist_ok=True)
     (root / "metrics/noisy_classifier.json").write_text(json.dumps({**metrics, "cpu_seconds": 1.0}))
     run_distill(pp, "nac", prepared, root / "stores/nac", classifier=root / "models/noisy_classifier/checkpoint.pt")
-    (root / "metrics/toy.json").write_text(json.dumps(TOY))
+    (root / "metrics/toy.details.json").write_text(json.dumps(TOY))
     # `make evidence` needs the Makefile, the params file and an installed venv: link the test's own.
     shutil.copy2(REPO / "Makefile", root / "Makefile")
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")

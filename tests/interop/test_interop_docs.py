@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from pagstore.data.prepared import load_split
+from pagstore.metrics_files import read_record
 from pagstore.store import open_store
 from pagstore.training.checkpoint import load_classifier
 from tests.data.data_fakes import make_cifar
@@ -68,14 +69,14 @@ def test_readme_paper_workflow_on_fakes(tmp_path: Path) -> None:
     # Only the paper's files: no diffusion model, so no stores/sbg-test; the evaluation runs without alignment.
     official = make_official_classifier(root / "data/paper/rn18_sbg.pt")
     run_documented("dvc repro -s evaluate_external@sbg-rn18", cwd=root)
-    metrics = json.loads((root / "metrics/eval/external-sbg-rn18.json").read_text())
+    metrics = read_record(root / "metrics/eval/external-sbg-rn18.json")  # the full record beside the lean file
     assert metrics["method"] == "sbg-rn18 (external)" and metrics["checkpoint"]["meta"]["external"]["external"]
     assert metrics["checkpoint"]["meta"]["external"]["paper"]["row"] == "SBG"
     assert "sbg_test" not in metrics and 0.0 <= metrics["clean_accuracy"] <= 1.0
     assert "changed" not in dvc(root, "status", "evaluate_external@sbg-rn18").stdout
     _sbg_test_store(root)  # with SBG test gradients present, the alignment metric is there too
     dvc(root, "repro", "-s", "-f", "evaluate_external@sbg-rn18")
-    metrics = json.loads((root / "metrics/eval/external-sbg-rn18.json").read_text())
+    metrics = read_record(root / "metrics/eval/external-sbg-rn18.json")  # the full record beside the lean file
     assert metrics["sbg_test"]["matches_test_split"] is True and "sbg_cos_mean" in metrics["alignment"]
 
     from pagstore.evaluation.results import ReportParams, build_report

@@ -60,7 +60,7 @@ def test_every_stage_runs_with_device_auto_and_bf16(tmp_path):
     assert ev["params"]["evaluate"]["precision"] == "bf16" and 0 <= ev["clean_accuracy"] <= 1
     assert np.isfinite(ev["alignment"]["sbg_cos_mean"])
 
-    toy = read_record(root / "metrics/toy.json")
+    toy = read_record(root / "metrics/toy.details.json")
     assert toy["params"]["precision"] == "bf16" and np.isfinite(toy["nn-pag"]["train_loss_mean"])
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert {"train_diffusion", "distill_sbg", "distill_test", "train@pag-sbg", "evaluate@pag-sbg", "toy"} <= set(lock)

@@ -71,7 +71,7 @@ def test_main_writes_markdown_json_and_plot(tmp_path):
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(params))
     main(["--params", str(tmp_path / "pipeline.yaml"), "--eval-dir", str(tmp_path / "metrics" / "eval"),
           "--toy", str(tmp_path / "absent.json"), "--markdown", str(tmp_path / "reports" / "results.md"),
-          "--metrics", str(tmp_path / "metrics" / "report.json"), "--plots", str(tmp_path / "plots" / "report")])
+          "--details", str(tmp_path / "metrics" / "report.json"), "--plots", str(tmp_path / "plots" / "report")])
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "| at-l2 | 95.0 |" in md and "](../plots/report/robust_vs_alignment.png)" in md
     report = json.loads((tmp_path / "metrics" / "report.json").read_text())
@@ -128,7 +128,7 @@ def test_lambda_sweep_picture_from_checkpoints(tmp_path):
     (tmp_path / "eval").mkdir()
     main(["--params", str(tmp_path / "pipeline.yaml"), "--eval-dir", str(tmp_path / "eval"),
           "--models", str(tmp_path / "models"), "--prepared", str(tmp_path / "prepared"),
-          "--markdown", str(tmp_path / "results.md"), "--metrics", str(tmp_path / "report.json"),
+          "--markdown", str(tmp_path / "results.md"), "--details", str(tmp_path / "report.json"),
           "--plots", str(tmp_path / "plots")])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["lambda_sweeps"] == ["lambda_sweep_0.png"]

@@ -19,11 +19,15 @@ def test_dvc_repro_toy(tmp_path):
     metrics = json.loads((root / "metrics/toy.details.json").read_text())  # the full record
     assert metrics["params"]["epochs"] == 2 and metrics["seeds"] == [0]
     assert set(metrics["vanilla"]) >= {"clean_mean", "clean_std", "robust_mean", "robust_std", "robust_per_seed"}
-    lean = json.loads((root / "metrics/toy.json").read_text())  # what DVC shows: means and stds only
-    assert set(lean) == {"vanilla", "nn-pag"}
-    assert set(lean["nn-pag"]) == {"clean", "clean_sd", "pgd", "pgd_sd"}
-    assert lean["nn-pag"]["pgd"] == metrics["nn-pag"]["robust_mean"]
-    assert lean["vanilla"]["clean_sd"] == metrics["vanilla"]["clean_std"]
+    # What DVC shows: per toy model, means in <model>.json and stds in <model>.std.json, the same two columns.
+    shown = json.loads(dvc(root, "metrics", "show", "--json").stdout)[""]["data"]
+    toy = {path: entry for path, entry in shown.items() if path.startswith("metrics/toy")}
+    assert set(toy) == {f"metrics/toy/{m}{s}.json" for m in ("vanilla", "nn-pag") for s in ("", ".std")}
+    for model in ("vanilla", "nn-pag"):
+        for stat, suffix in (("mean", ""), ("std", ".std")):
+            lean = shown[f"metrics/toy/{model}{suffix}.json"]["data"]
+            assert lean == {"clean": round(metrics[model][f"clean_{stat}"], 1),
+                            "l2": round(metrics[model][f"robust_grid_{stat}"], 1)}
     assert (root / "plots/toy/decision_boundaries.png").stat().st_size > 0
     assert open_store(root / "runs/toy/stores/nn-seed0").is_complete()
     lock = yaml.safe_load((root / "dvc.lock").read_text())
