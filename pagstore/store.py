@@ -176,19 +176,24 @@ class GradientStore:
     def read(self, indices: Sequence[int] | np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows ``indices`` in the given order: images (n, *S), labels int64 (n,), grads (n, K, *S) decoded to
         grad_dtype (as stored for codec "raw"); the class of grads[:, j] is :meth:`read_classes`' column j."""
-        uniq, inverse = self._rows(indices)
-        int8 = self.spec.grad_codec == "int8"
-        arrays = self._read_checked(READ_ARRAYS + (("grad_scales",) if int8 else ()), uniq)
-        if int8:
+        stored = self.read_stored(indices)
+        grads = stored["grads"]
+        if self.spec.grad_codec == "int8":
             from pagstore.codec import decode_int8
 
-            # q * scale is finite iff the scale is (q is an int8): check the (n, K) scales, not n*K*D values
-            check_values(self.spec, uniq, arrays[0], arrays[1], arrays[3], self.location)
-            arrays = arrays[:2] + [decode_int8(arrays[2], arrays[3], self.spec.grad_dtype)]
-        else:
-            check_values(self.spec, uniq, *arrays, self.location)
-        images, labels, grads = arrays if inverse is None else (a[inverse] for a in arrays)
-        return images, labels, grads
+            grads = decode_int8(grads, stored["grad_scales"], self.spec.grad_dtype)
+        return stored["images"], stored["labels"], grads
+
+    def read_stored(self, indices: Sequence[int] | np.ndarray | slice) -> dict[str, np.ndarray]:
+        """Rows ``indices`` in the given order as stored, checked, not decoded: "images" (n, *S), "labels"
+        int64 (n,), "grads" (n, K, *S) (int8 q for codec int8) and, for codec int8, "grad_scales" float32
+        (n, K) (grads = q * scale). For readers that decode straight into their own buffers."""
+        uniq, inverse = self._rows(indices)
+        names = READ_ARRAYS + (("grad_scales",) if self.spec.grad_codec == "int8" else ())
+        arrays = self._read_checked(names, uniq)
+        # int8: q * scale is finite iff the scale is (q is an int8), so check the (n, K) scales, not n*K*D values
+        check_values(self.spec, uniq, arrays[0], arrays[1], arrays[-1], self.location)
+        return {name: a if inverse is None else a[inverse] for name, a in zip(names, arrays)}
 
     def read_classes(self, indices: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         """int64 (n, K): the class ids of the stored gradients of the given rows (v1: 0..C-1 for every row)."""
