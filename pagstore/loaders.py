@@ -26,6 +26,7 @@ from pagstore.shards import (KEY_PATTERN, ExportError, decode_sample, open_tar_s
 from pagstore.prefetch import Prefetched
 from pagstore.spec import StoreSpec
 from pagstore.store import GradientStore, StoreError, location_str, nonfinite_rows, open_store
+from pagstore.store_checks import any_nonfinite
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -228,14 +229,15 @@ def _gather(parts: list[tuple[np.ndarray | slice, np.ndarray, np.ndarray | slice
 def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
                    epoch_length: int | None = None, rank: int | None = None, world_size: int | None = None,
                    num_workers: int = 0, shuffle_buffer: int = 1000, with_index: bool = False,
-                   with_classes: bool = False) -> Iterator[Any]:
+                   with_classes: bool = False, prefetch: int = 2) -> Iterator[Any]:
     """Stream batches from the webdataset export of a store.
 
     Shards are shuffled per epoch (``shuffle``: permutation seeded by (seed, epoch)), then split by DDP rank
     (rank::world_size; defaults from torch.distributed if initialised) and by DataLoader worker; samples
     are shuffled within a buffer of ``shuffle_buffer`` seeded by (seed, epoch, rank, worker).
     With ``epoch_length`` (batches per rank) shards are instead drawn with replacement, so every rank
-    yields exactly ``epoch_length`` batches (what DDP needs to stay in step).
+    yields exactly ``epoch_length`` batches (what DDP needs to stay in step). With ``num_workers`` 0,
+    ``prefetch`` batches are read and decoded ahead in a background thread (0: in the consumer's thread).
 
     Yields:
         (images (B, *S) float32, labels (B,) int64, grads (B, K, *S) float32) tensors; with ``with_classes``
@@ -258,6 +260,8 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
     it: Iterable[Any] = source
     if num_workers > 0:
         it = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
+    elif prefetch > 0:
+        it = Prefetched(lambda: iter(source), depth=prefetch)
     if epoch_length is not None:
         it = itertools.islice(it, epoch_length)
     yield from it
@@ -334,10 +338,9 @@ def _batcher(batch_size: int, with_index: bool, with_classes: bool = False) -> A
         while chunk := list(itertools.islice(samples, batch_size)):
             images, labels, grads, rows, classes, urls = zip(*chunk)
             image_batch, grad_batch = np.stack(images), np.stack(grads)
-            bad = nonfinite_rows(grad_batch)
-            if image_batch.dtype.kind == "f":
-                bad |= nonfinite_rows(image_batch)
-            if bad.any():
+            floats = image_batch.dtype.kind == "f"
+            if any_nonfinite(grad_batch) or (floats and any_nonfinite(image_batch)):  # cheap pass; rows if bad
+                bad = nonfinite_rows(grad_batch) | (nonfinite_rows(image_batch) if floats else False)
                 j = int(np.flatnonzero(bad)[0])
                 raise ExportError(f"{urls[j]}: sample {KEY_PATTERN % rows[j]}: grads or image contain NaN or inf; "
                                   "run `pagstore verify`")

@@ -99,3 +99,17 @@ def test_int8_batch_decodes_like_the_store(tmp_path: Path, monkeypatch) -> None:
     rows = [9, 10, 11, 12, 2, 23]
     grads = ZarrGradientDataset(tmp_path / "s").read_batch(rows)[2]
     np.testing.assert_array_equal(grads.numpy(), open_store(tmp_path / "s").read(rows)[2])
+
+
+def test_webdataset_stream_is_the_same_with_and_without_its_reader_thread(tmp_path: Path) -> None:
+    from pagstore.loaders import stream_batches
+    from pagstore.shards import export_webdataset
+
+    filled_store(tmp_path / "s", num_samples=30, samples_per_shard=8)
+    export_webdataset(tmp_path / "s", samples_per_tar=8)
+    kw = {"shuffle": True, "seed": 1, "epoch": 2, "with_index": True}
+    threaded = list(stream_batches(tmp_path / "s", 4, **kw))
+    plain = list(stream_batches(tmp_path / "s", 4, prefetch=0, **kw))
+    assert len(threaded) == len(plain) == 8
+    assert all(torch.equal(u, v) for a, b in zip(threaded, plain) for u, v in zip(a, b))
+    assert not _prefetch_threads()
