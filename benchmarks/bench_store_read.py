@@ -7,8 +7,9 @@ zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm
 timed in interleaved rounds (best of). Goal: each layout >= 0.5x the memmap throughput.
 Rows: the float16 store (format v2 with codec raw holds the same bytes as v1: the old rows) and, new, the
 same gradients in a v2 store with the int8 direct codec (decoded to float32 by the reader). The zarr rows
-use ZarrGradientDataset.loader's default reader thread (prefetch=2); "(no prefetch)" rows read in the
-consumer's thread, as before issue 15's read work. "+ compute" rows run a fixed amount of torch work per batch
+use ZarrGradientDataset.loader's default reader thread (prefetch=2) and pagstore.shard_decode; "(no
+prefetch)" rows read in the consumer's thread, "(zarr decoder, ...)" rows decode through zarr, as before
+issue 15's read work (the webdataset rows likewise read ahead in a thread now). "+ compute" rows run a fixed amount of torch work per batch
 (``--compute-ms``, calibrated once, one torch thread) after each batch, as a training step would: there a
 reader thread decodes the next batches while the step computes, and the memmap reads in line.
 
@@ -65,10 +66,19 @@ def memmap_batches(workdir: Path, batch_size: int, order: np.ndarray) -> Iterabl
                torch.from_numpy(np.asarray(gr[idx])).float())
 
 
-def zarr_batches(path: Path, batch_size: int, order: np.ndarray, prefetch: int = 2) -> Iterable[tuple]:
+def zarr_batches(path: Path, batch_size: int, order: np.ndarray, prefetch: int = 2,
+                 fast: bool = True) -> Iterable[tuple]:
+    """ZarrGradientDataset.loader batches; ``fast=False`` decodes through zarr instead of
+    pagstore.shard_decode (the store picks its reader when opened)."""
+    import pagstore.shard_decode as shard_decode
     from pagstore.loaders import ZarrGradientDataset
 
-    return ZarrGradientDataset(path).loader(batch_size, order.tolist(), prefetch=prefetch)
+    shard_decode.ENABLED = fast
+    try:
+        ds = ZarrGradientDataset(path)
+    finally:
+        shard_decode.ENABLED = True
+    return ds.loader(batch_size, order.tolist(), prefetch=prefetch)
 
 
 def fixed_compute(ms: float) -> Callable[[], None]:
@@ -142,12 +152,16 @@ def main() -> None:
             mm_seq: (mm_seq, lambda: memmap_batches(workdir, bs, seq)),
             "zarr sequential": (mm_seq, lambda: zarr_batches(path, bs, seq)),
             "zarr sequential (no prefetch)": (mm_seq, lambda: zarr_batches(path, bs, seq, prefetch=0)),
+            "zarr sequential (zarr decoder, no prefetch)": (mm_seq, lambda: zarr_batches(path, bs, seq, prefetch=0,
+                                                                                        fast=False)),
             "webdataset stream (no shuffle)": (mm_seq, lambda: stream_batches(path, bs, shuffle=False, seed=0,
                                                                               epoch=0)),
             mm_shuf: (mm_shuf, lambda: memmap_batches(workdir, bs, perm)),
             "zarr shuffled": (mm_shuf, lambda: zarr_batches(path, bs, perm)),
             "zarr block-shuffled (epoch_order)": (mm_shuf, lambda: zarr_batches(path, bs, chunk_order)),
             "zarr block-shuffled (no prefetch)": (mm_shuf, lambda: zarr_batches(path, bs, chunk_order, prefetch=0)),
+            "zarr block-shuffled (zarr decoder, no prefetch)": (mm_shuf, lambda: zarr_batches(
+                path, bs, chunk_order, prefetch=0, fast=False)),
             "webdataset stream (shuffled)": (mm_shuf, lambda: stream_batches(path, bs, shuffle=True, seed=0,
                                                                             epoch=0)),
             "int8 zarr sequential": (mm_seq, lambda: zarr_batches(path8, bs, seq)),
@@ -169,10 +183,10 @@ def main() -> None:
     mb = 10 * 3 * 32 * 32 * 2 / 2**20
     print(f"N={args.n}, batch {bs}, C={C}, 3x32x32 float16 grads ({mb * args.n:.0f} MiB raw), 1 torch thread; "
           f"zarr decodes in its thread pool; + compute: {args.compute_ms:g} ms of torch work per batch")
-    print(f"  {'reader':<44} {'samples/s':>10} {'MiB/s':>8} {'vs memmap':>10}")
+    print(f"  {'reader':<48} {'samples/s':>10} {'MiB/s':>8} {'vs memmap':>10}")
     for name, rate in rates.items():
         base = rates[runs[name][0]]
-        print(f"  {name:<44} {rate:>10.0f} {rate * mb:>8.1f} {rate / base:>9.2f}x")
+        print(f"  {name:<48} {rate:>10.0f} {rate * mb:>8.1f} {rate / base:>9.2f}x")
     print("  goal: >= 0.5x memmap (each row against the memmap row of the same order; + compute rows against "
           "memmap shuffled + compute)")
 

@@ -49,9 +49,10 @@ def any_nonfinite(x: np.ndarray) -> bool:
     uint, mask = _EXPONENT[flat.dtype]
     bits = flat.view(uint)
     tmp = np.empty(min(bits.size, _BLOCK), dtype=uint)
+    no_sign = uint(np.iinfo(uint).max >> 1)
     for start in range(0, bits.size, _BLOCK):
         part = bits[start:start + _BLOCK]
-        np.bitwise_and(part, uint(np.iinfo(uint).max >> 1), out=tmp[:part.size])
+        np.bitwise_and(part, no_sign, out=tmp[:part.size])
         if tmp[:part.size].max() >= mask:
             return True
     return False
