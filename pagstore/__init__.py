@@ -23,6 +23,7 @@ _LAZY = {
     "export_webdataset": "pagstore.shards",
     "ZarrGradientDataset": "pagstore.loaders",
     "stream_batches": "pagstore.loaders",
+    "zarr_stream_batches": "pagstore.zarr_stream",
     "pag_alignment_loss": "pagstore.loss",
 }
 

@@ -23,8 +23,10 @@ import webdataset as wds
 
 from pagstore.shards import (KEY_PATTERN, ExportError, decode_sample, open_tar_streams, read_index, shard_entries,
                              tar_samples)
+from pagstore.prefetch import Prefetched
 from pagstore.spec import StoreSpec
 from pagstore.store import GradientStore, StoreError, location_str, nonfinite_rows, open_store
+from pagstore.store_checks import any_nonfinite
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -70,18 +72,22 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_store": None, "_cache": collections.OrderedDict()}
 
-    def _shard(self, store: GradientStore, k: int) -> tuple[np.ndarray, ...]:
-        """Shard ``k`` read whole and decoded: (images, labels, grads[, classes]), from the cache if there."""
+    def _shard(self, store: GradientStore, k: int) -> dict[str, np.ndarray]:
+        """Shard ``k`` read whole, checked and still encoded (:meth:`GradientStore.read_stored`, plus "classes"
+        with ``with_classes``), from the cache if there. Kept encoded: int8 shards cost a quarter of their
+        float32 size in the cache, and each batch is decoded once, straight into its output tensor."""
         hit = self._cache.get(k)
         if hit is not None:
             self._cache.move_to_end(k)
             return hit
         sl = store.shard_slice(k)
-        arrays = store.read(sl)
-        arrays = (*arrays, store.read_classes(sl)) if self.with_classes else arrays
-        size = sum(a.nbytes for a in arrays)
+        arrays = store.read_stored(sl)
+        if self.with_classes:
+            arrays["classes"] = store.read_classes(sl)
+        size = sum(a.nbytes for a in arrays.values())
         if size <= self.cache_bytes:
-            while self._cache and sum(a.nbytes for v in self._cache.values() for a in v) + size > self.cache_bytes:
+            while self._cache and sum(a.nbytes for v in self._cache.values() for a in v.values()) + size > \
+                    self.cache_bytes:
                 self._cache.popitem(last=False)
             self._cache[k] = arrays
         return arrays
@@ -89,31 +95,60 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
         """Rows ``indices`` as stacked tensors: images (B, *S), labels (B,), grads (B, K, *S) (and the classes
         (B, K) of the grads with ``with_classes``)."""
-        rows = np.asarray(indices, dtype=np.int64)
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
         store = self._get_store()
-        if self.cache_bytes <= 0 or rows.size == 0:
-            images, labels, grads = store.read(rows)
-            out = (to_model_space(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(grads).float())
-            return (*out, torch.from_numpy(store.read_classes(rows))) if self.with_classes else out
         if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
             bad = int(rows[(rows < -len(self)) | (rows >= len(self))][0])
             raise IndexError(f"{self.path}: sample index {bad} out of range [0, {len(self)})")
-        rows = rows % len(self) if rows.size else rows
-        sps = self.spec.samples_per_shard
-        shard_of = rows // sps
-        parts: list[list[np.ndarray]] = []
-        out_pos = []
-        for k in np.unique(shard_of):
-            pos = np.flatnonzero(shard_of == k)
-            arrays = self._shard(store, int(k))
-            local = rows[pos] - int(k) * sps
-            parts.append([a[local] for a in arrays])
-            out_pos.append(pos)
-        order = np.argsort(np.concatenate(out_pos), kind="stable")  # back to the asked order
-        cols = [np.concatenate([p[j] for p in parts])[order] if len(parts) > 1 else parts[0][j]
-                for j in range(4 if self.with_classes else 3)]
-        out = (to_model_space(cols[0]), torch.from_numpy(cols[1].astype(np.int64)), torch.from_numpy(cols[2]).float())
-        return (*out, torch.from_numpy(cols[3])) if self.with_classes else out
+        rows = rows % len(self)
+        parts: list[tuple[np.ndarray | slice, dict[str, np.ndarray], np.ndarray | slice]] = []
+        if self.cache_bytes <= 0 or rows.size == 0:
+            arrays = store.read_stored(rows)
+            if self.with_classes:
+                arrays["classes"] = store.read_classes(rows)
+            parts.append((slice(0, rows.size), arrays, slice(None)))
+        else:
+            sps = self.spec.samples_per_shard
+            shard_of = rows // sps
+            for k in np.unique(shard_of):
+                pos = np.flatnonzero(shard_of == k)
+                parts.append((_as_run(pos), self._shard(store, int(k)), _as_run(rows[pos] - int(k) * sps)))
+        # uint8 images may stay views of the cache (to_model_space converts them into a new tensor); float
+        # images, labels and classes are copied, so a caller editing a batch in place never edits the cache
+        images = _gather([(pos, arrays["images"], local) for pos, arrays, local in parts], rows.size,
+                         copy=self.spec.image_dtype != "uint8")
+        labels = _gather([(pos, arrays["labels"], local) for pos, arrays, local in parts], rows.size, copy=True)
+        grads = torch.empty((rows.size, *self.spec.grad_shape), dtype=torch.float32)
+        for pos, arrays, local in parts:
+            self._decode_into(grads, pos, arrays, local)
+        out = (to_model_space(images), torch.from_numpy(labels.astype(np.int64, copy=False)), grads)
+        if self.with_classes:
+            classes = _gather([(pos, arrays["classes"], local) for pos, arrays, local in parts], rows.size,
+                              copy=True)
+            return (*out, torch.from_numpy(classes))
+        return out
+
+    def _decode_into(self, out: torch.Tensor, pos: np.ndarray | slice, arrays: dict[str, np.ndarray],
+                     local: np.ndarray | slice) -> None:
+        """Decode stored grads rows ``local`` of one shard into ``out[pos]`` (float32 (B, K, *S)): one pass
+        from the stored bytes when both are runs of rows (sequential and block-shuffled reads), else through
+        one temporary of the part."""
+        q = arrays["grads"][local]  # a view when local is a slice
+        direct = isinstance(pos, slice)
+        if self.spec.grad_codec == "int8":
+            from pagstore.codec import decode_int8
+
+            scales = arrays["grad_scales"][local]
+            if direct and self.spec.grad_dtype == "float32":  # same values as decode-then-convert
+                decode_int8(q, scales, out=out[pos].numpy())
+                return
+            src = torch.from_numpy(decode_int8(q, scales, self.spec.grad_dtype))
+        else:
+            src = torch.from_numpy(np.ascontiguousarray(q))
+        if direct:
+            out[pos].copy_(src)  # float16 -> float32 conversion into the output, no float32 temporary
+        else:
+            out[torch.from_numpy(pos)] = src.float()
 
     def __getitem__(self, i: int | Sequence[int]) -> Batch:
         """One sample, or, given a list of indices (a BatchSampler's output), the stacked batch."""
@@ -124,12 +159,21 @@ class ZarrGradientDataset(torch.utils.data.Dataset):
         return tuple(t[0] for t in self.read_batch([i % len(self)]))
 
     def loader(self, batch_size: int, order: Sequence[int] | None = None, *, drop_last: bool = False,
-               num_workers: int = 0) -> torch.utils.data.DataLoader:
-        """A DataLoader of whole batches in ``order`` (default: store order), each read with one zarr
-        selection and no per-sample collation (about twice as fast as ``DataLoader(ds, batch_size)``)."""
+               num_workers: int = 0, prefetch: int = 2) -> Iterable[Batch]:
+        """Whole batches in ``order`` (default: store order), each read with one zarr selection and no
+        per-sample collation (about twice as fast as ``DataLoader(ds, batch_size)``).
+
+        With ``num_workers`` 0 and ``prefetch`` > 0 a background thread reads and decodes ``prefetch`` batches
+        ahead of the consumer (:class:`pagstore.prefetch.Prefetched`), so the next shard's decode overlaps
+        the training step; ``prefetch=0`` returns the plain DataLoader (worker processes prefetch by
+        themselves).
+        """
         sampler = torch.utils.data.BatchSampler(range(len(self)) if order is None else list(order), batch_size,
                                                 drop_last)
-        return torch.utils.data.DataLoader(self, batch_size=None, sampler=sampler, num_workers=num_workers)
+        if num_workers > 0 or prefetch <= 0:
+            return torch.utils.data.DataLoader(self, batch_size=None, sampler=sampler, num_workers=num_workers)
+        return Prefetched(lambda: torch.utils.data.DataLoader(self, batch_size=None, sampler=sampler),
+                          depth=prefetch, length=len(sampler))
 
     def __getitems__(self, indices: list[int]) -> list[Batch]:
         batch = self.read_batch(indices)
@@ -161,17 +205,39 @@ def chunk_shuffled_order(num_samples: int, block_rows: int, *, seed: int, epoch:
     return np.concatenate(order).tolist() if order else []
 
 
+def _as_run(idx: np.ndarray) -> np.ndarray | slice:
+    """``idx`` as a slice when it is a run of consecutive increasing rows (indexing then gives a view)."""
+    if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size and (idx.size < 2 or bool((np.diff(idx) == 1).all())):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _gather(parts: list[tuple[np.ndarray | slice, np.ndarray, np.ndarray | slice]], n: int, *,
+            copy: bool) -> np.ndarray:
+    """Rows of several shards' arrays into one (n, ...) array: out[pos] = array[local] for each part (without
+    ``copy``, a view of the single part when it already is the whole batch in order)."""
+    if len(parts) == 1 and parts[0][0] == slice(0, n):
+        one = parts[0][1][parts[0][2]]
+        return one.copy() if copy and isinstance(parts[0][2], slice) else one
+    first = parts[0][1]
+    out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+    for pos, array, local in parts:
+        out[pos] = array[local]
+    return out
+
+
 def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, seed: int, epoch: int,
                    epoch_length: int | None = None, rank: int | None = None, world_size: int | None = None,
                    num_workers: int = 0, shuffle_buffer: int = 1000, with_index: bool = False,
-                   with_classes: bool = False) -> Iterator[Any]:
+                   with_classes: bool = False, prefetch: int = 2) -> Iterator[Any]:
     """Stream batches from the webdataset export of a store.
 
     Shards are shuffled per epoch (``shuffle``: permutation seeded by (seed, epoch)), then split by DDP rank
     (rank::world_size; defaults from torch.distributed if initialised) and by DataLoader worker; samples
     are shuffled within a buffer of ``shuffle_buffer`` seeded by (seed, epoch, rank, worker).
     With ``epoch_length`` (batches per rank) shards are instead drawn with replacement, so every rank
-    yields exactly ``epoch_length`` batches (what DDP needs to stay in step).
+    yields exactly ``epoch_length`` batches (what DDP needs to stay in step). With ``num_workers`` 0,
+    ``prefetch`` batches are read and decoded ahead in a background thread (0: in the consumer's thread).
 
     Yields:
         (images (B, *S) float32, labels (B,) int64, grads (B, K, *S) float32) tensors; with ``with_classes``
@@ -194,6 +260,8 @@ def stream_batches(store_path: str | Path, batch_size: int, *, shuffle: bool, se
     it: Iterable[Any] = source
     if num_workers > 0:
         it = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers)
+    elif prefetch > 0:
+        it = Prefetched(lambda: iter(source), depth=prefetch)
     if epoch_length is not None:
         it = itertools.islice(it, epoch_length)
     yield from it
@@ -270,10 +338,9 @@ def _batcher(batch_size: int, with_index: bool, with_classes: bool = False) -> A
         while chunk := list(itertools.islice(samples, batch_size)):
             images, labels, grads, rows, classes, urls = zip(*chunk)
             image_batch, grad_batch = np.stack(images), np.stack(grads)
-            bad = nonfinite_rows(grad_batch)
-            if image_batch.dtype.kind == "f":
-                bad |= nonfinite_rows(image_batch)
-            if bad.any():
+            floats = image_batch.dtype.kind == "f"
+            if any_nonfinite(grad_batch) or (floats and any_nonfinite(image_batch)):  # cheap pass; rows if bad
+                bad = nonfinite_rows(grad_batch) | (nonfinite_rows(image_batch) if floats else False)
                 j = int(np.flatnonzero(bad)[0])
                 raise ExportError(f"{urls[j]}: sample {KEY_PATTERN % rows[j]}: grads or image contain NaN or inf; "
                                   "run `pagstore verify`")

@@ -127,6 +127,13 @@ def _npy(arr: np.ndarray) -> bytes:
     return b.getvalue()
 
 
+def has_export(store_path: str | Path) -> bool:
+    """Whether the store has a webdataset export: its ``shards/index.json``, which an export writes last (a
+    damaged index is still an export: reading it raises ExportError, never a silent fallback)."""
+    fs, root = _fs(shards_location(store_path))
+    return bool(fs.exists(f"{root}/{INDEX_NAME}"))
+
+
 def read_index(store_path: str | Path) -> dict[str, Any]:
     """Load and check ``shards/index.json`` of a store (ExportError naming what is wrong)."""
     fs, root = _fs(shards_location(store_path))

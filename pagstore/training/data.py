@@ -1,8 +1,9 @@
 """Batches for the training loop: ``(x float (B, *S), y int64 (B,), grads (B, C, *S) or None)``.
 
 Methods with a PAG term stream images, labels and stored gradients from the store's webdataset shards
-(:func:`pagstore.loaders.stream_batches`, split by DDP rank); methods without one read the prepared
-train split with a seeded shuffle (split by rank too, so every rank sees disjoint samples).
+(:func:`pagstore.loaders.stream_batches`, split by DDP rank), or from its zarr arrays when it has no export;
+methods without one read the prepared train split with a seeded shuffle (split by rank too, so every rank
+sees disjoint samples).
 """
 
 from __future__ import annotations
@@ -46,13 +47,26 @@ def array_batches(
 
 def store_batches(store_path: str | Path, batch_size: int, *, seed: int, epoch: int,
                   k_of_c: bool = False, num_workers: int = 0) -> Iterator[Batch]:
-    """Yield (x, y, grads float32 (B, K, *S)) streamed from the store's webdataset shards (DDP-aware); with
-    ``k_of_c`` (a store of K < C classes) a 4th item, the classes (B, K) of the grads. ``num_workers``
-    DataLoader processes read and decode shards ahead of the training step."""
-    from pagstore.loaders import stream_batches  # the store package is only needed by PAG methods
+    """Yield (x, y, grads float32 (B, K, *S)), shuffled per (seed, epoch) and split by DDP rank; with
+    ``k_of_c`` (a store of K < C classes) a 4th item, the classes (B, K) of the grads.
 
-    yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch,
-                              num_workers=num_workers, with_classes=k_of_c)
+    A store with a webdataset export streams its tars (:func:`pagstore.loaders.stream_batches`); one without
+    (``export_webdataset: false``) reads the zarr store block-shuffled with a reader thread
+    (:func:`pagstore.zarr_stream.zarr_stream_batches`). ``num_workers`` DataLoader processes read and decode
+    ahead of the training step.
+    """
+    from pagstore.shards import has_export  # the store package is only needed by PAG methods
+
+    if has_export(store_path):
+        from pagstore.loaders import stream_batches
+
+        yield from stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                  num_workers=num_workers, with_classes=k_of_c)
+        return
+    from pagstore.zarr_stream import zarr_stream_batches
+
+    yield from zarr_stream_batches(str(store_path), batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                   num_workers=num_workers, with_classes=k_of_c)
 
 
 def check_store_matches(store_path: str | Path, split: PreparedSplit) -> dict:

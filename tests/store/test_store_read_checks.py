@@ -12,6 +12,7 @@ from store_fixtures import new_store, write_shards
 from pagstore.loaders import stream_batches
 from pagstore.shards import ExportError, export_webdataset
 from pagstore.store import StoreDataError, nonfinite_rows, open_store, shard_file_key
+from pagstore.store_checks import _BLOCK, any_nonfinite
 from pagstore.verify import verify_store
 
 
@@ -55,6 +56,24 @@ def test_stream_refuses_tar_with_extra_sample_count_mismatch(tmp_path: Path) -> 
     index_path.write_text(json.dumps(index))
     with pytest.raises(ExportError, match=r"grads-00000[01]\.tar: holds 8 samples, index.json says"):
         list(stream_batches(tmp_path / "s", 4, shuffle=False, seed=0, epoch=0))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("where", [0, _BLOCK - 1, _BLOCK, 2 * _BLOCK + 7, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_any_nonfinite_finds_one_bad_value_anywhere(dtype: str, where: int, bad: float) -> None:
+    """One NaN/inf in any block (first, block edges, last) of a multi-block array is found; the largest
+    finite values of either sign and negative zero are not flagged."""
+    x = np.random.default_rng(1).normal(size=2 * _BLOCK + 10).astype(dtype)
+    x[:4] = np.finfo(dtype).max, -np.finfo(dtype).max, -0.0, np.finfo(dtype).tiny
+    assert not any_nonfinite(x) and not any_nonfinite(x.reshape(2, -1)[:, ::2])  # strided view too
+    x[where] = bad
+    assert any_nonfinite(x) and any_nonfinite(x.reshape(1, -1))
+
+
+def test_any_nonfinite_of_empty_and_integer_arrays() -> None:
+    assert not any_nonfinite(np.empty((0, 3), np.float16))
+    assert not any_nonfinite(np.arange(5))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])

@@ -144,7 +144,7 @@ def test_zarr_dataset_shard_cache_gives_the_same_batches_and_stays_bounded(tmp_p
         rows = order[start:start + 7]
         for a, b in zip(cached.read_batch(rows), plain.read_batch(rows)):
             assert a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
-        assert sum(x.nbytes for v in cached._cache.values() for x in v) <= 3000
+        assert sum(x.nbytes for v in cached._cache.values() for x in v.values()) <= 3000
     assert 0 < len(cached._cache) < 5  # bounded: not every shard is kept
     exp = expected(40, 8, (1, 4, 4))
     np.testing.assert_array_equal(cached.read_batch([17])[3].numpy(), exp["classes"][[17]])
