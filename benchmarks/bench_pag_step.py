@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -36,6 +37,8 @@ from pagstore.loss import pag_alignment_loss_reference_layout
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.objectives import ObjectiveSpec, objective_loss
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,24 @@ def make_step(setup: Setup, variant: Variant, device: str = "cpu") -> Callable[[
     return step
 
 
-def cuda_peak_bytes(setup: Setup, variant: Variant) -> int:
-    """torch.cuda.max_memory_allocated of one step of ``variant`` after a warm-up step (for gpu_check)."""
-    step = make_step(setup, variant, "cuda")
+def cuda_peak_bytes(setup: Setup, variant: Variant, device: str = "cuda") -> dict[str, int]:
+    """CUDA memory of one step of ``variant`` after a warm-up step: ``peak`` is
+    torch.cuda.max_memory_allocated during the step (model, data and optimiser state included), ``step``
+    its rise over the memory allocated just before the step (what the step itself adds)."""
+    step = make_step(setup, variant, device)
     step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
     step()
-    return int(torch.cuda.max_memory_allocated())
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"peak": int(peak), "step": int(peak - before)}
+
+
+def memory_variants(setup: Setup, has_bn: bool) -> list[Variant]:
+    """The rows whose memory gpu_check reports: every PAG variant (all C and K, pag_bn batch / frozen,
+    channels_last off / on) and AT-PGD-7, the baseline they are compared with."""
+    return [v for v in variants(setup, has_bn) if v.name.startswith("pag ") or v.name == "at-pgd-7"]
 
 
 def timed(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -148,6 +161,34 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _status_mib(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"/proc/self/status has no {key} line")
+
+
+def rss_step_peak_mib(step: Callable[[], None]) -> float | None:
+    """Peak-RSS rise of one call of ``step`` after a warm-up call, in this process (a fast stand-in for
+    the fresh-process :func:`measure_memory`, for gpu_check --tiny): memory freed by earlier work is
+    handed back to the OS (glibc malloc_trim), then the peak is reset (Linux clear_refs 5), so the rise
+    is the step's own. None where either is unavailable (not Linux / not glibc)."""
+    import ctypes
+    import gc
+
+    step()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_mib("VmRSS")
+    except (OSError, AttributeError, KeyError):
+        return None
+    step()
+    return _status_mib("VmHWM") - before
+
+
 def memory_worker(setup: Setup, variant: Variant) -> dict[str, float]:
     """Run in a fresh process: peak RSS of set-up, then of a warm-up and a timed step."""
     torch.set_num_threads(setup.threads)
@@ -163,7 +204,9 @@ def measure_memory(setup: Setup, variant: Variant) -> dict[str, float]:
     """Peak RSS of one variant, measured in a fresh Python process (see :func:`memory_worker`)."""
     job = json.dumps({"setup": asdict(setup), "variant": asdict(variant)})
     cmd = [sys.executable, __file__, "--memory-worker", job]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    # the worker imports pagstore from this checkout, installed or not (as on the GPU machine)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
 
