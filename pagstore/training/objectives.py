@@ -92,7 +92,7 @@ class ObjectiveSpec:
 
 def _pag_term_frozen_bn(
     model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
-    augment: Augmentation | None, aug_rep: Augmentation | None, classes: torch.Tensor | None = None,
+    augment: Augmentation | None, classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
 
@@ -108,8 +108,12 @@ def _pag_term_frozen_bn(
     else:
         with record_batch_stats(model) as stats:
             logits = model(xa)
+    # Under frozen statistics the rows do not interact, so the T input-gradients of an image are T
+    # vector-Jacobian products of one forward of the B images (no B x T repeated forward to run and
+    # back-propagate): the same loss, from 1/T of the forward rows.
     with frozen_batch_norm(stats):
-        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps, classes=classes)
+        pag = pag_alignment_loss(model, x, grads, targets, augment=augment, eps=spec.cos_eps, classes=classes,
+                                 shared_forward=True)
     return pag, logits
 
 
@@ -152,13 +156,13 @@ def objective_loss(
         else:
             targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
-        aug_rep = augment.repeat_interleave(k) if augment is not None else None
         # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
         loss_targets = None if k == c and not stored else targets
         stored_classes = classes if stored else None
         if spec.pag_bn == "frozen" and batch_norm_layers(model):
-            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep, stored_classes)
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, stored_classes)
         else:
+            aug_rep = augment.repeat_interleave(k) if augment is not None else None
             pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
                                                  eps=spec.cos_eps, return_logits=True, classes=stored_classes)
         if spec.objective == "pag" and logits is None:
