@@ -22,6 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
+# (x (B, *S), target classes (B, T)) -> (input-gradients (B, T, *S), logits (B, T, C))
+InputGrads = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def sample_target_classes(
@@ -133,7 +135,7 @@ def pag_alignment_loss(
     create_graph: bool = True,
     return_logits: bool = False,
     classes: torch.Tensor | None = None,
-    shared_forward: bool = False,
+    input_grads: InputGrads | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """PAG alignment loss (Eq. 4's sum over classes, Eq. 5's cosine loss), batch mean.
 
@@ -153,9 +155,9 @@ def pag_alignment_loss(
             target_grads is (B, K, *S), ``target_classes`` are class ids found among them, the default
             targets are the K stored classes (or ``k_classes`` of them, the true class always), and the sum
             is scaled by C / T with C the model's class count. None: slot c is class c (K = C).
-        shared_forward: input-gradients from one forward of the B images
-            (:func:`input_grads_shared_forward`; rows must not interact, e.g. frozen batch norm); then
-            ``augment`` is the per-image augmentation (B rows), not the repeated one.
+        input_grads: ``(x, target_classes (B, T)) -> ((B, T, *S) input-gradients, (B, T, C) logits)`` in
+            place of the repeated rows (``augment`` is then unused): e.g.
+            ``partial(input_grads_shared_forward, model, augment=aug)`` where rows do not interact.
     Returns:
         Scalar tensor: mean over images of sum_t (1 - cos), in [0, 2C] (and the logits if asked).
     """
@@ -167,7 +169,7 @@ def pag_alignment_loss(
     b, c = target_grads.shape[:2]
     if classes is not None:
         return _stored_classes_loss(model, x, target_grads, classes, target_classes, k_classes, augment, eps,
-                                    generator, create_graph, return_logits, shared_forward)
+                                    generator, create_graph, return_logits, input_grads)
     all_classes = target_classes is None and (k_classes is None or k_classes >= c)
     if target_classes is None:
         if k_classes is not None and k_classes < c:
@@ -177,7 +179,7 @@ def pag_alignment_loss(
         else:
             target_classes = torch.arange(c, device=x.device).expand(b, c)
     t = target_classes.shape[1]
-    v, logits = _input_grads(model, x, target_classes, augment, create_graph, shared_forward)
+    v, logits = _input_grads(model, x, target_classes, augment, create_graph, input_grads)
     # all classes in order: the stored gradients are already the targets (no B x C x D gather copy)
     u = target_grads if all_classes else target_grads.gather(
         1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
@@ -188,11 +190,11 @@ def pag_alignment_loss(
 
 def _input_grads(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_classes: torch.Tensor,
-    augment: Augment | None, create_graph: bool, shared_forward: bool,
+    augment: Augment | None, create_graph: bool, input_grads: InputGrads | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, *S) input-gradients and (B, T, C) logits, from the repeated rows or one shared forward."""
-    if shared_forward:
-        return input_grads_shared_forward(model, x, target_classes, augment=augment, create_graph=create_graph)
+    """(B, T, *S) input-gradients and (B, T, C) logits: from ``input_grads`` if given, else the repeated rows."""
+    if input_grads is not None:
+        return input_grads(x, target_classes)
     return input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
                                 return_logits=True)
 
@@ -200,7 +202,8 @@ def _input_grads(
 def _stored_classes_loss(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_grads: torch.Tensor,
     classes: torch.Tensor, target_classes: torch.Tensor | None, k_classes: int | None, augment: Augment | None,
-    eps: float, generator: torch.Generator | None, create_graph: bool, return_logits: bool, shared_forward: bool,
+    eps: float, generator: torch.Generator | None, create_graph: bool, return_logits: bool,
+    input_grads: InputGrads | None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """pag_alignment_loss for a K-of-C store: x (B, *S), target_grads (B, K, *S), classes (B, K); the targets
     (B, T) are class ids, each read from its slot in ``classes``."""
@@ -215,7 +218,7 @@ def _stored_classes_loss(
         raise ValueError("target_classes must be among the stored classes of each image")
     slots = match.float().argmax(dim=2)
     t = target_classes.shape[1]
-    v, logits = _input_grads(model, x, target_classes, augment, create_graph, shared_forward)
+    v, logits = _input_grads(model, x, target_classes, augment, create_graph, input_grads)
     u = target_grads.gather(1, slots.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
     per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
     loss = per_row.view(b, t).sum(dim=1).mean() * (logits.shape[-1] / t)

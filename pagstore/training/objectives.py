@@ -10,6 +10,7 @@ training loop stays single.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -17,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
-from pagstore.loss import pag_alignment_loss, sample_target_classes
+from pagstore.loss import input_grads_shared_forward, pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
+from pagstore.training.explicit_grads import explicit_input_grads, explicit_supported
 
 STORE_SOURCES = ("sbg", "oi", "cm", "nn", "nac")
 PAG_BN = ("batch", "frozen")
@@ -110,10 +112,14 @@ def _pag_term_frozen_bn(
             logits = model(xa)
     # Under frozen statistics the rows do not interact, so the T input-gradients of an image are T
     # vector-Jacobian products of one forward of the B images (no B x T repeated forward to run and
-    # back-propagate): the same loss, from 1/T of the forward rows.
+    # back-propagate): the same loss. Piecewise-linear sequential nets get them written out (no double
+    # backward at all), others through autograd's batched backward.
+    if explicit_supported(model):
+        grads_fn = partial(explicit_input_grads, model, stats=stats, augment=augment)
+    else:
+        grads_fn = partial(input_grads_shared_forward, model, augment=augment)
     with frozen_batch_norm(stats):
-        pag = pag_alignment_loss(model, x, grads, targets, augment=augment, eps=spec.cos_eps, classes=classes,
-                                 shared_forward=True)
+        pag = pag_alignment_loss(model, x, grads, targets, eps=spec.cos_eps, classes=classes, input_grads=grads_fn)
     return pag, logits
 
 

@@ -6,6 +6,7 @@ path through the statistics stays), and running statistics are updated once."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -168,8 +169,8 @@ def test_shared_forward_equals_the_repeated_rows_under_frozen_statistics(case: s
         with record_batch_stats(model) as stats:
             model(aug(x))
         with frozen_batch_norm(stats):
-            loss = pag_alignment_loss(model, x, g, augment=aug if shared else aug.repeat_interleave(t),
-                                      shared_forward=shared, **kw)
+            fn = partial(input_grads_shared_forward, model, augment=aug) if shared else None
+            loss = pag_alignment_loss(model, x, g, augment=aug.repeat_interleave(t), input_grads=fn, **kw)
         loss.backward()
         return loss.detach(), _grads(model)
 
