@@ -8,7 +8,8 @@ same initial model; variants are interleaved round-robin after a warm-up round, 
 processes hits them alike, and the median per variant is reported. Peak memory: each variant runs one
 warm-up and one timed step in a fresh subprocess, which reports its peak RSS (ru_maxrss) and the rise of
 that peak over the RSS after set-up (the step's own peak). CUDA max memory: :func:`cuda_peak_bytes`
-(called by benchmarks/gpu_check.py on a GPU).
+(called by benchmarks/gpu_check.py on a GPU). "frozen rep-rows" is pag_bn frozen computed through the B x C
+repeated rows, as before the shared forward (explicit_grads / batched VJPs), for the side-by-side.
 
     python benchmarks/bench_pag_step.py                                  # small-cnn, B 64, 3x32x32, C 10
     python benchmarks/bench_pag_step.py --model resnet18 --batch 4 --repeats 2 --skip +cl,reference
@@ -32,8 +33,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from pagstore.training.frozen_bn import batch_norm_layers
-from pagstore.loss import pag_alignment_loss_reference_layout
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
+from pagstore.loss import pag_alignment_loss, pag_alignment_loss_reference_layout
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.objectives import ObjectiveSpec, objective_loss
@@ -64,6 +65,7 @@ class Variant:
     spec: dict
     channels_last: bool = False
     reference_layout: bool = False
+    repeated_rows: bool = False  # pag_bn frozen through the B x T repeated rows (before the shared forward)
 
 
 def variants(setup: Setup, has_bn: bool) -> list[Variant]:
@@ -75,7 +77,8 @@ def variants(setup: Setup, has_bn: bool) -> list[Variant]:
             Variant("pag all-C batch", pag),
             Variant("pag all-C batch +cl", pag, channels_last=True)]
     if has_bn:
-        rows += [Variant("pag all-C frozen", {**pag, "pag_bn": "frozen"}),
+        rows += [Variant("pag all-C frozen rep-rows", {**pag, "pag_bn": "frozen"}, repeated_rows=True),
+                 Variant("pag all-C frozen", {**pag, "pag_bn": "frozen"}),
                  Variant("pag all-C frozen +cl", {**pag, "pag_bn": "frozen"}, channels_last=True)]
     rows += [Variant(f"pag K={k} batch", {**pag, "k_classes": k}),
              Variant(f"pag K={k} batch +cl", {**pag, "k_classes": k}, channels_last=True)]
@@ -104,6 +107,13 @@ def make_step(setup: Setup, variant: Variant, device: str = "cpu") -> Callable[[
         aug = sample_augmentation(setup.batch, pad=4, flip=True, generator=gen) if setup.augment else None
         if variant.reference_layout:  # the reference code's layout (no augmentation, batch BN)
             loss = F.cross_entropy(model(x), y) + pag_alignment_loss_reference_layout(model, x, g)
+        elif variant.repeated_rows:  # frozen statistics, input-gradients through the B*C repeated rows
+            xa = aug(x) if aug is not None else x
+            with record_batch_stats(model) as stats:
+                logits = model(xa)
+            with frozen_batch_norm(stats):
+                rep = aug.repeat_interleave(c) if aug is not None else None
+                loss = F.cross_entropy(logits, y) + pag_alignment_loss(model, x, g, augment=rep)
         else:
             loss = objective_loss(model, x, y, g if spec.uses_store else None, spec, augment=aug, generator=gen)[0]
         opt.zero_grad(set_to_none=True)
@@ -131,7 +141,8 @@ def cuda_peak_bytes(setup: Setup, variant: Variant, device: str = "cuda") -> dic
 
 def memory_variants(setup: Setup, has_bn: bool) -> list[Variant]:
     """The rows whose memory gpu_check reports: every PAG variant (all C and K, pag_bn batch / frozen,
-    channels_last off / on) and AT-PGD-7, the baseline they are compared with."""
+    channels_last off / on, frozen through the repeated rows) and AT-PGD-7, the baseline they are compared
+    with."""
     return [v for v in variants(setup, has_bn) if v.name.startswith("pag ") or v.name == "at-pgd-7"]
 
 
@@ -255,8 +266,9 @@ def main() -> None:
     names = [v.name for v in rows]
     for name in names:  # each option on / off, same workload (wall and CPU ratios; memory ratio of step peaks)
         pairs = [(name, name + " +cl", "channels_last")]
-        if " frozen" in name and not name.endswith("+cl"):
+        if " frozen" in name and not name.endswith(("+cl", "rep-rows")):
             pairs.append((name.replace(" frozen", " batch"), name, "pag_bn frozen"))
+            pairs.append((name + " rep-rows", name, "shared forward"))
         for off, on, what in pairs:
             if off in names and on in names:
                 parts = []

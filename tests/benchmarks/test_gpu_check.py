@@ -61,9 +61,10 @@ def test_documented_gpu_check_commands_and_every_tiny_row(tmp_path):
     assert res["memory.cuda_peak_mib"] is None and "n/a (no CUDA)" in proc.stdout
     mem = {k.split(".")[-1]: v for k, v in res.items() if k.startswith("memory.cpu_rss_step_mib.")}
     assert set(mem) == {f"pag_{c}_{bn}{cl}" for c in ("all-C", "K=3") for bn in ("batch", "frozen")
-                        for cl in ("", "_cl")} | {"at-pgd-7"}
+                        for cl in ("", "_cl")} | {"at-pgd-7", "pag_all-C_frozen_rep-rows"}
     for bn in ("batch", "frozen"):  # B*C repeated rows hold more than B*3 (tiny: about 3x)
         assert mem[f"pag_all-C_{bn}"] > 1.5 * mem[f"pag_K=3_{bn}"] > 0
+    assert mem["pag_all-C_frozen"] < mem["pag_all-C_frozen_rep-rows"]  # no B*C forward activations held
     assert res["seconds.total"] < 120
 
     full = run_documented("python benchmarks/gpu_check.py --json gpu_check.json", cwd=tmp_path,
