@@ -8,7 +8,8 @@ same initial model; variants are interleaved round-robin after a warm-up round, 
 processes hits them alike, and the median per variant is reported. Peak memory: each variant runs one
 warm-up and one timed step in a fresh subprocess, which reports its peak RSS (ru_maxrss) and the rise of
 that peak over the RSS after set-up (the step's own peak). CUDA max memory: :func:`cuda_peak_bytes`
-(called by benchmarks/gpu_check.py on a GPU).
+(called by benchmarks/gpu_check.py on a GPU). "frozen rep-rows" is pag_bn frozen computed through the B x C
+repeated rows, as before the shared forward (explicit_grads / batched VJPs), for the side-by-side.
 
     python benchmarks/bench_pag_step.py                                  # small-cnn, B 64, 3x32x32, C 10
     python benchmarks/bench_pag_step.py --model resnet18 --batch 4 --repeats 2 --skip +cl,reference
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -31,11 +33,13 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from pagstore.training.frozen_bn import batch_norm_layers
-from pagstore.loss import pag_alignment_loss_reference_layout
+from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
+from pagstore.loss import pag_alignment_loss, pag_alignment_loss_reference_layout
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.objectives import ObjectiveSpec, objective_loss
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Variant:
     spec: dict
     channels_last: bool = False
     reference_layout: bool = False
+    repeated_rows: bool = False  # pag_bn frozen through the B x T repeated rows (before the shared forward)
 
 
 def variants(setup: Setup, has_bn: bool) -> list[Variant]:
@@ -72,7 +77,8 @@ def variants(setup: Setup, has_bn: bool) -> list[Variant]:
             Variant("pag all-C batch", pag),
             Variant("pag all-C batch +cl", pag, channels_last=True)]
     if has_bn:
-        rows += [Variant("pag all-C frozen", {**pag, "pag_bn": "frozen"}),
+        rows += [Variant("pag all-C frozen rep-rows", {**pag, "pag_bn": "frozen"}, repeated_rows=True),
+                 Variant("pag all-C frozen", {**pag, "pag_bn": "frozen"}),
                  Variant("pag all-C frozen +cl", {**pag, "pag_bn": "frozen"}, channels_last=True)]
     rows += [Variant(f"pag K={k} batch", {**pag, "k_classes": k}),
              Variant(f"pag K={k} batch +cl", {**pag, "k_classes": k}, channels_last=True)]
@@ -101,6 +107,13 @@ def make_step(setup: Setup, variant: Variant, device: str = "cpu") -> Callable[[
         aug = sample_augmentation(setup.batch, pad=4, flip=True, generator=gen) if setup.augment else None
         if variant.reference_layout:  # the reference code's layout (no augmentation, batch BN)
             loss = F.cross_entropy(model(x), y) + pag_alignment_loss_reference_layout(model, x, g)
+        elif variant.repeated_rows:  # frozen statistics, input-gradients through the B*C repeated rows
+            xa = aug(x) if aug is not None else x
+            with record_batch_stats(model) as stats:
+                logits = model(xa)
+            with frozen_batch_norm(stats):
+                rep = aug.repeat_interleave(c) if aug is not None else None
+                loss = F.cross_entropy(logits, y) + pag_alignment_loss(model, x, g, augment=rep)
         else:
             loss = objective_loss(model, x, y, g if spec.uses_store else None, spec, augment=aug, generator=gen)[0]
         opt.zero_grad(set_to_none=True)
@@ -112,14 +125,25 @@ def make_step(setup: Setup, variant: Variant, device: str = "cpu") -> Callable[[
     return step
 
 
-def cuda_peak_bytes(setup: Setup, variant: Variant) -> int:
-    """torch.cuda.max_memory_allocated of one step of ``variant`` after a warm-up step (for gpu_check)."""
-    step = make_step(setup, variant, "cuda")
+def cuda_peak_bytes(setup: Setup, variant: Variant, device: str = "cuda") -> dict[str, int]:
+    """CUDA memory of one step of ``variant`` after a warm-up step: ``peak`` is
+    torch.cuda.max_memory_allocated during the step (model, data and optimiser state included), ``step``
+    its rise over the memory allocated just before the step (what the step itself adds)."""
+    step = make_step(setup, variant, device)
     step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
     step()
-    return int(torch.cuda.max_memory_allocated())
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"peak": int(peak), "step": int(peak - before)}
+
+
+def memory_variants(setup: Setup, has_bn: bool) -> list[Variant]:
+    """The rows whose memory gpu_check reports: every PAG variant (all C and K, pag_bn batch / frozen,
+    channels_last off / on, frozen through the repeated rows) and AT-PGD-7, the baseline they are compared
+    with."""
+    return [v for v in variants(setup, has_bn) if v.name.startswith("pag ") or v.name == "at-pgd-7"]
 
 
 def timed(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -148,6 +172,34 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _status_mib(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"/proc/self/status has no {key} line")
+
+
+def rss_step_peak_mib(step: Callable[[], None]) -> float | None:
+    """Peak-RSS rise of one call of ``step`` after a warm-up call, in this process (a fast stand-in for
+    the fresh-process :func:`measure_memory`, for gpu_check --tiny): memory freed by earlier work is
+    handed back to the OS (glibc malloc_trim), then the peak is reset (Linux clear_refs 5), so the rise
+    is the step's own. None where either is unavailable (not Linux / not glibc)."""
+    import ctypes
+    import gc
+
+    step()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_mib("VmRSS")
+    except (OSError, AttributeError, KeyError):
+        return None
+    step()
+    return _status_mib("VmHWM") - before
+
+
 def memory_worker(setup: Setup, variant: Variant) -> dict[str, float]:
     """Run in a fresh process: peak RSS of set-up, then of a warm-up and a timed step."""
     torch.set_num_threads(setup.threads)
@@ -163,7 +215,9 @@ def measure_memory(setup: Setup, variant: Variant) -> dict[str, float]:
     """Peak RSS of one variant, measured in a fresh Python process (see :func:`memory_worker`)."""
     job = json.dumps({"setup": asdict(setup), "variant": asdict(variant)})
     cmd = [sys.executable, __file__, "--memory-worker", job]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    # the worker imports pagstore from this checkout, installed or not (as on the GPU machine)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
 
@@ -212,8 +266,9 @@ def main() -> None:
     names = [v.name for v in rows]
     for name in names:  # each option on / off, same workload (wall and CPU ratios; memory ratio of step peaks)
         pairs = [(name, name + " +cl", "channels_last")]
-        if " frozen" in name and not name.endswith("+cl"):
+        if " frozen" in name and not name.endswith(("+cl", "rep-rows")):
             pairs.append((name.replace(" frozen", " batch"), name, "pag_bn frozen"))
+            pairs.append((name + " rep-rows", name, "shared forward"))
         for off, on, what in pairs:
             if off in names and on in names:
                 parts = []

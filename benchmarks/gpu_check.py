@@ -7,6 +7,9 @@
 Rows (each a ratio of two timings taken in this run, on this device):
   pag      PAG step (ResNet-18 width 64, B 64, C 10, 32x32; the real training loop) / AT-PGD-7 step, at fp32
            and bf16; bf16 / fp32 per step; K=1 and K=3 sampled classes / all C.
+  memory   peak memory of one PAG step (all C and K=3, pag_bn batch / frozen, channels_last off / on) and
+           of an AT-PGD-7 step, fp32: CUDA max memory allocated on a GPU; on the CPU (--tiny) the rise of
+           peak RSS in a fresh process instead, and the CUDA rows say n/a.
   sbg      SBG distillation throughput (cifar10 preset UNet, bf16) / a bare batched UNet forward.
   diffusion  diffusion-training images/s (cifar10 preset, B 128) at fp32 and bf16.
   stream   store-stream samples/s (webdataset shards of a real store) / samples/s the PAG step consumes
@@ -43,7 +46,7 @@ from pagstore.models import build_model  # noqa: E402
 from pagstore.training.loop import LoopOptions, train_epoch  # noqa: E402
 from pagstore.training.objectives import ObjectiveSpec  # noqa: E402
 
-SECTIONS = ("pag", "sbg", "diffusion", "stream", "stages", "agree", "estimate")
+SECTIONS = ("pag", "memory", "sbg", "diffusion", "stream", "stages", "agree", "estimate")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,43 @@ class Check:
                          f"{compiled / t['at', 'bf16']:9.2f} x  AT step with compile: true / without (bf16)")
             except Exception as exc:  # report and go on: compile depends on the machine's toolchain
                 self.row("ratio.at_compiled_over_eager.bf16", None, f"failed: {type(exc).__name__}: {exc}"[:200])
+
+    # ---- memory: what decides the batch size on a GPU ---------------------------------------------------
+    def memory(self) -> None:
+        from benchmarks.bench_pag_step import Setup, cuda_peak_bytes, make_step, memory_variants, rss_step_peak_mib
+        from pagstore.training.frozen_bn import batch_norm_layers
+
+        s, mib = self.s, 2.0 ** 20
+        setup = Setup(s.model, s.batch, s.image, 3, s.classes, 3, True, torch.get_num_threads(),
+                      {"width": s.width})
+        rows = memory_variants(setup, has_bn=bool(batch_norm_layers(self.classifier().train())))
+        on_cuda = self.device.type == "cuda"
+        if on_cuda:
+            peak = {}
+            for v in rows:
+                peak[v.name] = cuda_peak_bytes(setup, v, str(self.device))
+                torch.cuda.empty_cache()
+        else:  # no CUDA memory to read: the step's peak-RSS rise instead (in process: fresh ones take minutes)
+            self.row("memory.cuda_peak_mib", None, "n/a (no CUDA): the CPU's peak-RSS rise per step below instead")
+            peak = {}
+            for v in rows:
+                rise = rss_step_peak_mib(make_step(setup, v))
+                if rise is None:
+                    self.row("memory.cpu_rss_step_mib", None, "n/a: peak RSS cannot be reset on this OS")
+                    return
+                peak[v.name] = {"step": int(rise * mib)}
+        at = peak["at-pgd-7"]["step"]
+        for v in rows:
+            key = "memory." + ("cuda_peak_mib." if on_cuda else "cpu_rss_step_mib.") + \
+                v.name.replace(" +cl", " cl").replace(" ", "_")
+            p = peak[v.name]
+            ratio = f"{p['step'] / at:6.2f} x AT's" if at > 0 else "   n/a x AT's"
+            if on_cuda:
+                self.row(key, p["peak"] / mib, f"{p['peak'] / mib:9.1f} MiB max allocated, step adds "
+                         f"{p['step'] / mib:8.1f} MiB ({ratio})  {v.name}")
+            else:
+                self.row(key, p["step"] / mib, f"{p['step'] / mib:9.1f} MiB peak-RSS rise of a step ({ratio})  "
+                         f"{v.name}")
 
     # ---- sbg and diffusion: the UNet -------------------------------------------------------------------
     def unet(self) -> tuple[torch.nn.Module, Any, dict[str, Any]]:

@@ -22,6 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
+# (x (B, *S), target classes (B, T)) -> (input-gradients (B, T, *S), logits (B, T, C))
+InputGrads = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def sample_target_classes(
@@ -86,6 +88,39 @@ def input_grads_log_prob(
     return (grad, logits.view(b, t, -1)) if return_logits else grad
 
 
+def input_grads_shared_forward(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    target_classes: torch.Tensor,
+    *,
+    augment: Augment | None = None,
+    create_graph: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`input_grads_log_prob` from one forward of the B images instead of B*T repeated rows.
+
+    The T input-gradients of an image are vector-Jacobian products of the same forward with T one-hot
+    cotangents on log p, computed as one batched backward (``is_grads_batched``: vmap over the
+    cotangents). Valid only when the rows of a batch do not interact, i.e. no layer normalises with
+    train-mode batch statistics (eval-mode or frozen batch norm, or none): otherwise the B-row
+    backward would add cross-image terms. Saves the B*T forward and, in the parameter update, its backward.
+
+    Args:
+        x: (B, *S) model-space inputs (not augmented); target_classes: int64 (B, T).
+        augment: applied to the B images (not repeated): one augmentation per image.
+    Returns:
+        ((B, T, *S) input-gradients, part of the graph when ``create_graph``; (B, T, C) logits, the B
+        forward rows expanded over T without a copy).
+    """
+    b, t = target_classes.shape
+    leaf = x.detach().requires_grad_(True)
+    logits = model(augment(leaf) if augment is not None else leaf)
+    logp = F.log_softmax(logits, dim=1)
+    onehot = F.one_hot(target_classes.t(), logp.shape[1]).to(logp.dtype)  # (T, B, C): cotangent j picks class
+    (grad,) = torch.autograd.grad(logp, leaf, grad_outputs=onehot, is_grads_batched=True,
+                                  create_graph=create_graph)
+    return grad.transpose(0, 1), logits[:, None].expand(b, t, logits.shape[1])
+
+
 def pag_alignment_loss(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -100,6 +135,7 @@ def pag_alignment_loss(
     create_graph: bool = True,
     return_logits: bool = False,
     classes: torch.Tensor | None = None,
+    input_grads: InputGrads | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """PAG alignment loss (Eq. 4's sum over classes, Eq. 5's cosine loss), batch mean.
 
@@ -119,6 +155,9 @@ def pag_alignment_loss(
             target_grads is (B, K, *S), ``target_classes`` are class ids found among them, the default
             targets are the K stored classes (or ``k_classes`` of them, the true class always), and the sum
             is scaled by C / T with C the model's class count. None: slot c is class c (K = C).
+        input_grads: ``(x, target_classes (B, T)) -> ((B, T, *S) input-gradients, (B, T, C) logits)`` in
+            place of the repeated rows (``augment`` is then unused): e.g.
+            ``partial(input_grads_shared_forward, model, augment=aug)`` where rows do not interact.
     Returns:
         Scalar tensor: mean over images of sum_t (1 - cos), in [0, 2C] (and the logits if asked).
     """
@@ -130,7 +169,7 @@ def pag_alignment_loss(
     b, c = target_grads.shape[:2]
     if classes is not None:
         return _stored_classes_loss(model, x, target_grads, classes, target_classes, k_classes, augment, eps,
-                                    generator, create_graph, return_logits)
+                                    generator, create_graph, return_logits, input_grads)
     all_classes = target_classes is None and (k_classes is None or k_classes >= c)
     if target_classes is None:
         if k_classes is not None and k_classes < c:
@@ -140,8 +179,7 @@ def pag_alignment_loss(
         else:
             target_classes = torch.arange(c, device=x.device).expand(b, c)
     t = target_classes.shape[1]
-    v, logits = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
-                                     return_logits=True)
+    v, logits = _input_grads(model, x, target_classes, augment, create_graph, input_grads)
     # all classes in order: the stored gradients are already the targets (no B x C x D gather copy)
     u = target_grads if all_classes else target_grads.gather(
         1, target_classes.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
@@ -150,10 +188,22 @@ def pag_alignment_loss(
     return (loss, logits) if return_logits else loss
 
 
+def _input_grads(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_classes: torch.Tensor,
+    augment: Augment | None, create_graph: bool, input_grads: InputGrads | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, *S) input-gradients and (B, T, C) logits: from ``input_grads`` if given, else the repeated rows."""
+    if input_grads is not None:
+        return input_grads(x, target_classes)
+    return input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
+                                return_logits=True)
+
+
 def _stored_classes_loss(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target_grads: torch.Tensor,
     classes: torch.Tensor, target_classes: torch.Tensor | None, k_classes: int | None, augment: Augment | None,
     eps: float, generator: torch.Generator | None, create_graph: bool, return_logits: bool,
+    input_grads: InputGrads | None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """pag_alignment_loss for a K-of-C store: x (B, *S), target_grads (B, K, *S), classes (B, K); the targets
     (B, T) are class ids, each read from its slot in ``classes``."""
@@ -168,8 +218,7 @@ def _stored_classes_loss(
         raise ValueError("target_classes must be among the stored classes of each image")
     slots = match.float().argmax(dim=2)
     t = target_classes.shape[1]
-    v, logits = input_grads_log_prob(model, x, target_classes, augment=augment, create_graph=create_graph,
-                                     return_logits=True)
+    v, logits = _input_grads(model, x, target_classes, augment, create_graph, input_grads)
     u = target_grads.gather(1, slots.view(b, t, *([1] * (x.dim() - 1))).expand(b, t, *x.shape[1:]))
     per_row = cosine_loss(v.reshape(b * t, -1), u.reshape(b * t, -1).to(v.dtype), eps)
     loss = per_row.view(b, t).sum(dim=1).mean() * (logits.shape[-1] / t)

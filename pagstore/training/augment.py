@@ -36,20 +36,44 @@ class Augmentation:
             self.shifts.repeat_interleave(repeats, 0), self.flips.repeat_interleave(repeats, 0), self.pad
         )
 
+    def _index(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """int64 (B, H*W): for each output pixel, its source in the zero-padded (H + 2 pad) x (W + 2 pad)
+        image, flattened; a flipped image reads its crop right to left."""
+        b, wp = len(self), w + 2 * self.pad
+        shifts, flips = self.shifts.to(device), self.flips.to(device)
+        rows = shifts[:, 0:1] + torch.arange(h, device=device)  # (B, H)
+        cols = shifts[:, 1:2] + torch.arange(w, device=device)  # (B, W)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+        return (rows[:, :, None] * wp + cols[:, None, :]).view(b, h * w)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply to images (B, ch, H, W) -> (B, ch, H, W); differentiable w.r.t. ``x``."""
+        """Apply to images (B, ch, H, W) -> (B, ch, H, W); differentiable w.r.t. ``x``.
+
+        One gather from the zero-padded image (the flip folded into the index): its backward is one
+        scatter-add and its double backward one gather, where indexing, flip and where took several passes
+        and an accumulating index_put. The values are those of pad, crop and flip exactly: each output is
+        one input pixel or a padding zero. The result is channels_last strided, as the indexing's was, so
+        the convolutions after it see the layout they always saw.
+        """
         if x.dim() != 4 or x.shape[0] != len(self):
             raise ValueError(f"augmentation for {len(self)} images got input of shape {tuple(x.shape)}")
-        b, _, h, w = x.shape
-        if self.pad > 0:
-            xp = F.pad(x, (self.pad,) * 4)
-            rows = (self.shifts[:, 0:1].to(x.device) + torch.arange(h, device=x.device))  # (B, H)
-            cols = (self.shifts[:, 1:2].to(x.device) + torch.arange(w, device=x.device))  # (B, W)
-            bidx = torch.arange(b, device=x.device).view(b, 1, 1)
-            # advanced indices around a slice put the indexed dims first: (B, H, W, ch)
-            x = xp[bidx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        flips = self.flips.to(x.device).view(b, 1, 1, 1)
-        return torch.where(flips, x.flip(-1), x)
+        b, ch, h, w = x.shape
+        xp = F.pad(x, (self.pad,) * 4) if self.pad > 0 else x
+        src = xp.permute(0, 2, 3, 1).reshape(b, -1, ch)  # (B, H'*W', ch): a view when xp is channels_last
+        idx = self._index(h, w, x.device)[:, :, None].expand(b, h * w, ch)
+        return src.gather(1, idx).view(b, h, w, ch).permute(0, 3, 1, 2)
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """The transpose of this linear map, for T gradients per image: (B, T, ch, H, W) w.r.t. the
+        augmented images -> w.r.t. the un-augmented ones (what autograd's backward of ``__call__`` gives)."""
+        b, t, ch, h, w = g.shape
+        if b != len(self):
+            raise ValueError(f"augmentation for {len(self)} images got gradients of shape {tuple(g.shape)}")
+        p = self.pad
+        idx = self._index(h, w, g.device)[:, None, :].expand(b, t * ch, h * w)
+        canvas = g.new_zeros(b, t * ch, (h + 2 * p) * (w + 2 * p))
+        canvas = canvas.scatter_add(2, idx, g.reshape(b, t * ch, h * w))  # each source pixel receives <= 1
+        return canvas.view(b, t, ch, h + 2 * p, w + 2 * p)[..., p:p + h, p:p + w]
 
 
 def sample_augmentation(

@@ -10,6 +10,7 @@ training loop stays single.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -17,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
-from pagstore.loss import pag_alignment_loss, sample_target_classes
+from pagstore.loss import input_grads_shared_forward, pag_alignment_loss, sample_target_classes
 from pagstore.training.attacks import pgd
 from pagstore.training.augment import Augmentation
+from pagstore.training.explicit_grads import explicit_input_grads, explicit_supported
 
 STORE_SOURCES = ("sbg", "oi", "cm", "nn", "nac")
 PAG_BN = ("batch", "frozen")
@@ -92,7 +94,7 @@ class ObjectiveSpec:
 
 def _pag_term_frozen_bn(
     model: nn.Module, x: torch.Tensor, grads: torch.Tensor, targets: torch.Tensor | None, spec: ObjectiveSpec,
-    augment: Augmentation | None, aug_rep: Augmentation | None, classes: torch.Tensor | None = None,
+    augment: Augmentation | None, classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The PAG term with batch norm frozen at the clean (augmented) batch's statistics.
 
@@ -108,8 +110,16 @@ def _pag_term_frozen_bn(
     else:
         with record_batch_stats(model) as stats:
             logits = model(xa)
+    # Under frozen statistics the rows do not interact, so the T input-gradients of an image are T
+    # vector-Jacobian products of one forward of the B images (no B x T repeated forward to run and
+    # back-propagate): the same loss. Piecewise-linear sequential nets get them written out (no double
+    # backward at all), others through autograd's batched backward.
+    if explicit_supported(model):
+        grads_fn = partial(explicit_input_grads, model, stats=stats, augment=augment)
+    else:
+        grads_fn = partial(input_grads_shared_forward, model, augment=augment)
     with frozen_batch_norm(stats):
-        pag = pag_alignment_loss(model, x, grads, targets, augment=aug_rep, eps=spec.cos_eps, classes=classes)
+        pag = pag_alignment_loss(model, x, grads, targets, eps=spec.cos_eps, classes=classes, input_grads=grads_fn)
     return pag, logits
 
 
@@ -152,13 +162,13 @@ def objective_loss(
         else:
             targets = sample_target_classes(y, c, k, generator) if k < c else torch.arange(c).expand(len(y), c)
         targets = targets.to(y.device)
-        aug_rep = augment.repeat_interleave(k) if augment is not None else None
         # all C in order: None lets the loss use the stored gradients as they are (no gather copy)
         loss_targets = None if k == c and not stored else targets
         stored_classes = classes if stored else None
         if spec.pag_bn == "frozen" and batch_norm_layers(model):
-            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, aug_rep, stored_classes)
+            pag, logits = _pag_term_frozen_bn(model, x, grads, loss_targets, spec, augment, stored_classes)
         else:
+            aug_rep = augment.repeat_interleave(k) if augment is not None else None
             pag, rep_logits = pag_alignment_loss(model, x, grads, loss_targets, augment=aug_rep,
                                                  eps=spec.cos_eps, return_logits=True, classes=stored_classes)
         if spec.objective == "pag" and logits is None:

@@ -30,11 +30,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def test_gpu_check_core_runs_without_the_store_stack(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(SCRIPT), "--tiny", "--only", "stream,stages,agree"],
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(SCRIPT), "--tiny", "--only", "memory,stream,stages,agree"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "stream" in proc.stdout and "skipped: " in proc.stdout and "is not installed here" in proc.stdout
     assert "stages.evaluate_autoattack" in proc.stdout and "stages.train_pag_loss" in proc.stdout
+    assert "memory.cpu_rss_step_mib.pag_all-C_frozen_cl" in proc.stdout  # benchmarks/bench_pag_step imports too
 
 
 def test_documented_gpu_check_commands_and_every_tiny_row(tmp_path):
@@ -56,6 +57,14 @@ def test_documented_gpu_check_commands_and_every_tiny_row(tmp_path):
     assert all(math.isfinite(v) for v in stages.values())
     assert res["agree.pag_loss_rel_diff"] == 0.0  # --tiny compares the CPU with itself
     assert res["estimate.hours.total"] > 0 and "ESTIMATE" in proc.stdout
+    # PAG-step memory: no CUDA here, so the CUDA row says n/a and the CPU's peak-RSS rise stands in
+    assert res["memory.cuda_peak_mib"] is None and "n/a (no CUDA)" in proc.stdout
+    mem = {k.split(".")[-1]: v for k, v in res.items() if k.startswith("memory.cpu_rss_step_mib.")}
+    assert set(mem) == {f"pag_{c}_{bn}{cl}" for c in ("all-C", "K=3") for bn in ("batch", "frozen")
+                        for cl in ("", "_cl")} | {"at-pgd-7", "pag_all-C_frozen_rep-rows"}
+    for bn in ("batch", "frozen"):  # B*C repeated rows hold more than B*3 (tiny: about 3x)
+        assert mem[f"pag_all-C_{bn}"] > 1.5 * mem[f"pag_K=3_{bn}"] > 0
+    assert mem["pag_all-C_frozen"] < mem["pag_all-C_frozen_rep-rows"]  # no B*C forward activations held
     assert res["seconds.total"] < 120
 
     full = run_documented("python benchmarks/gpu_check.py --json gpu_check.json", cwd=tmp_path,
@@ -63,3 +72,23 @@ def test_documented_gpu_check_commands_and_every_tiny_row(tmp_path):
     if not torch.cuda.is_available():
         assert full.returncode == 2 and "gpu_check: device 'cuda': CUDA is not available" in full.stderr
         assert "Traceback" not in full.stderr
+
+
+def test_rss_step_peak_sees_what_a_step_allocates():
+    """The in-process peak-RSS rise gpu_check --tiny reports: a step that touches 64 MiB reads as about 64,
+    one that allocates nothing as about 0, even after a larger allocation was freed (trim + peak reset)."""
+    import importlib.util
+
+    import torch
+
+    # by path: the name "benchmarks" is this test package's inside the suite
+    spec = importlib.util.spec_from_file_location("bench_pag_step", REPO / "benchmarks" / "bench_pag_step.py")
+    bench = sys.modules["bench_pag_step"] = importlib.util.module_from_spec(spec)  # its dataclasses look it up
+    spec.loader.exec_module(bench)
+    rss_step_peak_mib = bench.rss_step_peak_mib
+    big = torch.ones(64 * 2**20 // 4 * 3)  # 192 MiB, freed before the measurements
+    del big
+    touch = rss_step_peak_mib(lambda: torch.ones(64 * 2**20 // 4).sum())
+    idle = rss_step_peak_mib(lambda: None)
+    assert touch is not None and idle is not None
+    assert 56 < touch < 80 and idle < 4

@@ -6,13 +6,15 @@ path through the statistics stays), and running statistics are updated once."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from pagstore.training.frozen_bn import batch_norm_layers, frozen_batch_norm, record_batch_stats
-from pagstore.loss import input_grads_log_prob, pag_alignment_loss, pag_alignment_loss_bruteforce
+from pagstore.loss import (input_grads_log_prob, input_grads_shared_forward, pag_alignment_loss,
+                           pag_alignment_loss_bruteforce)
 from pagstore.models import build_model
 from pagstore.training.augment import sample_augmentation
 from pagstore.training.objectives import ObjectiveSpec, objective_loss
@@ -143,3 +145,53 @@ def test_frozen_objective_matches_manual_composition() -> None:
 def test_bad_pag_bn_value_names_the_key() -> None:
     with pytest.raises(ValueError, match=r"pag_bn: expected one of \['batch', 'frozen'\], got 'eval'"):
         ObjectiveSpec(objective="pag", store="sbg", lam=1.0, pag_bn="eval").validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", ["all", "k", "stored"])
+def test_shared_forward_equals_the_repeated_rows_under_frozen_statistics(case: str) -> None:
+    # The frozen path takes the T input-gradients of an image from one forward (batched VJPs): the loss
+    # and every parameter gradient must be those of the B x T repeated rows, augmentation included.
+    model, x, y = _model(), torch.rand(6, 1, 8, 8), torch.randint(0, 4, (6,))
+    gen = torch.Generator().manual_seed(3)
+    aug = sample_augmentation(6, pad=2, flip=True, generator=gen)
+    kw: dict = {}
+    g = torch.randn(6, 4, 1, 8, 8)
+    if case == "k":
+        kw = {"target_classes": torch.stack([torch.randperm(4, generator=gen)[:2] for _ in range(6)])}
+    if case == "stored":  # a K = 3-of-4 store: slot 0 the true class
+        classes = torch.stack([torch.cat([y[i:i + 1], torch.tensor([c for c in range(4) if c != y[i]])[:2]])
+                               for i in range(6)])
+        g, kw = g[:, :3], {"classes": classes}
+    t = 2 if case == "k" else (3 if case == "stored" else 4)
+
+    def loss_and_grads(shared: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        with record_batch_stats(model) as stats:
+            model(aug(x))
+        with frozen_batch_norm(stats):
+            fn = partial(input_grads_shared_forward, model, augment=aug) if shared else None
+            loss = pag_alignment_loss(model, x, g, augment=aug.repeat_interleave(t), input_grads=fn, **kw)
+        loss.backward()
+        return loss.detach(), _grads(model)
+
+    (l_rep, g_rep), (l_shared, g_shared) = loss_and_grads(False), loss_and_grads(True)
+    assert torch.allclose(l_shared, l_rep, rtol=1e-5)
+    scale = max(float(b.abs().max()) for b in g_rep)  # pre-BN biases have zero gradient (float noise)
+    for a, b in zip(g_shared, g_rep):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_shared_forward_needs_rows_that_do_not_interact() -> None:
+    # With train-mode batch statistics the B-row backward adds cross-image terms the repeated layout does
+    # not have, which is why only the frozen path shares the forward; frozen, the two agree.
+    model, x = _model(), torch.rand(6, 1, 8, 8)
+    targets = torch.arange(4).expand(6, 4)
+    v_rep = input_grads_log_prob(model, x, targets, create_graph=False)
+    v_shared, _ = input_grads_shared_forward(model, x, targets, create_graph=False)
+    assert not torch.allclose(v_rep, v_shared, atol=1e-4)
+    with record_batch_stats(model) as stats:
+        model(x)
+    with frozen_batch_norm(stats):
+        v_rep = input_grads_log_prob(model, x, targets, create_graph=False)
+        v_shared, _ = input_grads_shared_forward(model, x, targets, create_graph=False)
+    assert torch.allclose(v_rep, v_shared, atol=1e-6)

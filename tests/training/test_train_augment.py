@@ -45,3 +45,34 @@ def test_sampled_augmentation_is_differentiable_and_reproducible() -> None:
     a(x).sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
     assert not sample_augmentation(50, flip=False).flips.any()
+
+
+def _indexing_reference(aug: Augmentation, x: torch.Tensor) -> torch.Tensor:
+    """pad, crop by advanced indexing, flip: the definition the gather must reproduce."""
+    b, _, h, w = x.shape
+    xp = F.pad(x, (aug.pad,) * 4)
+    out = torch.stack([xp[i, :, s0:s0 + h, s1:s1 + w] for i, (s0, s1) in enumerate(aug.shifts.tolist())])
+    return torch.where(aug.flips.view(b, 1, 1, 1), out.flip(-1), out)
+
+
+def test_gather_equals_pad_crop_flip_exactly_and_keeps_the_layout() -> None:
+    aug = sample_augmentation(7, pad=3, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(7, 3, 10, 12, requires_grad=True)
+    out = aug(x)
+    assert torch.equal(out, _indexing_reference(aug, x))
+    assert out.is_contiguous(memory_format=torch.channels_last)  # as main's indexing gave it
+    w = torch.randn_like(out)
+    (ours,) = torch.autograd.grad((out * w).sum(), x)
+    (ref,) = torch.autograd.grad((_indexing_reference(aug, x) * w).sum(), x)
+    assert torch.equal(ours, ref)
+
+
+def test_adjoint_is_the_backward_for_t_gradients_per_image() -> None:
+    aug = sample_augmentation(4, pad=2, generator=torch.Generator().manual_seed(5))
+    x = torch.rand(4, 2, 6, 6, requires_grad=True)
+    g = torch.randn(4, 3, 2, 6, 6)  # T = 3 gradients per image w.r.t. the augmented image
+    adj = aug.adjoint(g)
+    assert adj.shape == g.shape
+    for t in range(3):
+        (ref,) = torch.autograd.grad(aug(x), x, grad_outputs=g[:, t])
+        assert torch.equal(adj[:, t], ref)
