@@ -73,6 +73,7 @@ def dvc_project(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Path
     dvc(root, "init", "-q")
     # The project's DVC settings (cache link type) and plot templates (.dvc/plots) come along.
     shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
     if (REPO / ".dvc" / "plots").is_dir():
         shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
     dvc(root, "config", "core.analytics", "false")
