@@ -7,11 +7,11 @@ but an unreadable file is an error naming it.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from pagstore.metrics_files import read_record
 from pagstore.evaluation.paper import PAPER_TABLE6, PAPER_TOY, paper_row_for
 
 ROBUST_KEYS = ("aa_l2", "aa_linf", "aa_l2_large", "aa_linf_large")
@@ -23,17 +23,12 @@ class ReportError(ValueError):
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
-    """Read one JSON metrics file; a missing or unparsable file raises ReportError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: metrics file not found (run the stage that writes it)")
+    """Read one metrics file's full record (its ``.details.json`` when there is one, as
+    :func:`pagstore.metrics_files.read_record`); a missing or unparsable file raises ReportError naming it."""
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return read_record(path)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def summarize(method: str, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pagstore.evaluation import report as rep
-from pagstore.metrics_files import details_path, read_record
+from pagstore.metrics_files import details_path
 
 DATASET_WORDS = {
     "digits": "scikit-learn handwritten digits, upsampled to 16x16x1",
@@ -72,10 +72,7 @@ def lambda_groups(pipeline: dict[str, Any]) -> dict[str, list[tuple[float, str]]
 
 def _record(path: Path) -> dict[str, Any]:
     """The full record of a metrics file (its ``.details.json`` when there is one), errors as ReportError."""
-    try:
-        return read_record(path)
-    except ValueError as exc:
-        raise rep.ReportError(str(exc)) from None
+    return rep.read_metrics(path)
 
 
 def _is_num(v: Any) -> bool:
@@ -107,8 +104,8 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
             missing.append(method)
     for name in external_names(pipeline):  # released models (evaluate_external@<name>), labelled as such
         path = eval_dir / f"{METRICS_PREFIX}{name}.json"
-        if path.is_file():
-            rows.append({**rep.summarize(f"{name} (external)", rep.read_metrics(path)), "external": True})
+        if path.is_file() or details_path(path).is_file():  # evaluate_external writes lean + details too
+            rows.append({**rep.summarize(f"{name} (external)", _record(path)), "external": True})
         else:
             missing.append(f"{name} (external)")
     profile = pipeline.get("profile", "?")

@@ -84,6 +84,8 @@ def test_readme_paper_workflow_on_fakes(tmp_path: Path) -> None:
     md, report, _ = build_report(ReportParams(), yaml.safe_load((root / "pipeline.yaml").read_text()),
                                  root / "metrics/eval", None)
     assert "| sbg-rn18 (external) |" in md and report["models"]["sbg-rn18 (external)"]["external"] is True
+    # the row is built from the full record beside the lean metrics file, not from the lean keys
+    assert report["models"]["sbg-rn18 (external)"]["clean"] == metrics["clean_accuracy"]
 
     run_documented("pagstore import classifier data/paper/rn18_sbg.pt --layout pag-rob --arch resnet18 "
                    "--num-classes 10 --out models/external/rn18_sbg.pt", cwd=root)
