@@ -8,6 +8,7 @@ every seed of ``seeds`` (``train.common.seed`` replaced).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from pagstore.training.objectives import ObjectiveSpec
@@ -136,9 +137,17 @@ class EvidenceParams:
                 if m not in names:
                     raise ValueError(f"attack_checks: {m!r} is not a method of this experiment")
 
+    def gradnorm_spec(self, lam: float) -> ObjectiveSpec:
+        """The gradnorm control at ``lam``: the ``gradnorm.reference`` method's settings (recipe keys such
+        as ``pag_bn``), with ``objective: gradnorm`` and no store."""
+        if self.gradnorm is None:
+            raise ValueError("gradnorm_spec: this experiment has no gradnorm section")
+        ref = self.methods[self.gradnorm.reference]
+        return dataclasses.replace(ref, objective="gradnorm", store=None, lam=float(lam), targets="store")
+
     def all_methods(self, gradnorm_lam: float | None = None) -> dict[str, ObjectiveSpec]:
         """methods plus the calibrated gradnorm method (once its lam is known)."""
         out = dict(self.methods)
         if self.gradnorm is not None and gradnorm_lam is not None:
-            out[self.gradnorm.method] = ObjectiveSpec(objective="gradnorm", lam=gradnorm_lam)
+            out[self.gradnorm.method] = self.gradnorm_spec(gradnorm_lam)
         return out

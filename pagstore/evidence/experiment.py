@@ -74,7 +74,7 @@ class Experiment:
         def fn() -> dict[str, Any]:
             return train_method(name, spec, common, self.prepared, stores, out, out / "train.json", out / "train.csv")
 
-        rec = self.cache.get(f"train-{name}-s{seed}", {"spec": spec, "common": common, "stores": str(stores)}, fn)
+        rec = self.cache.get(f"train-{name}-s{seed}", train_unit_key(spec, common, stores), fn)
         ckpt = out / "checkpoint.pt"
         # Later units key on the training configuration, not the file: committed unit results stay valid
         # in a fresh clone without the (uncommitted) checkpoints, which are retrained only if a unit needs one.
@@ -164,6 +164,12 @@ class Experiment:
         key = {"distill": common, "source": src, "ckpt": _file_key(checkpoint) if checkpoint else None}
         self.cache.get(f"distill-{name}", key, fn)
         return stores
+
+
+def train_unit_key(spec: ObjectiveSpec, common: Any, stores: Path) -> dict[str, Any]:
+    """The configuration a training unit is cached under: the whole method spec (defaults included), the
+    recipe with its seed, and the stores directory."""
+    return {"spec": spec, "common": common, "stores": str(stores)}
 
 
 def _file_key(path: Path) -> str:

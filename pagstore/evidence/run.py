@@ -66,7 +66,7 @@ def run_experiment(params_path: Path, root: Path = Path("."), skip_upstream: boo
 
     if p.gradnorm is not None:
         results["gradnorm_calibration"] = calibrate_gradnorm(ex, results)
-        run_method(p.gradnorm.method, ObjectiveSpec(objective="gradnorm", lam=results["gradnorm_calibration"]["lam"]))
+        run_method(p.gradnorm.method, p.gradnorm_spec(results["gradnorm_calibration"]["lam"]))
 
     sw = p.sweeps
     for name, lams in sw.lam.items():

@@ -13,7 +13,6 @@ import torch
 from pagstore.metrics_files import details_path, read_record
 from pagstore.profiles import effective_params
 from pagstore.evidence.experiment import Experiment
-from pagstore.training.objectives import ObjectiveSpec
 
 
 def calibrate_gradnorm(ex: Experiment, results: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +23,7 @@ def calibrate_gradnorm(ex: Experiment, results: dict[str, Any]) -> dict[str, Any
     rows = []
     for lam in cal.lams:
         name = f"{cal.method}@lam{lam:g}"
-        ckpt = ex.trained(name, ObjectiveSpec(objective="gradnorm", lam=float(lam)), cal.seed)
+        ckpt = ex.trained(name, ex.p.gradnorm_spec(lam), cal.seed)
         ev = ex.evaluated(name, cal.seed, ckpt)
         rows.append({"lam": float(lam), "input_grad_norm": ev["metrics"]["input_grad_norm"],
                      "ratio": ev["metrics"]["input_grad_norm"] / ref})

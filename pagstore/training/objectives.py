@@ -39,9 +39,10 @@ class ObjectiveSpec:
         beta: TRADES weight of the KL term.
         k_classes: align K sampled target classes per image (None = all C), scaled by C / K.
         cos_eps: the epsilon floor of the cosine loss (Eq. 5).
-        pag_bn: batch-norm statistics inside the PAG pass: "batch" = the repeated rows' own batch
-            statistics (the reference code's semantics), "frozen" = the clean batch's, constant w.r.t.
-            the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a cheaper double backward).
+        pag_bn: batch-norm statistics inside the PAG pass: "frozen" (default) = the clean batch's,
+            constant w.r.t. the repeated rows (pagstore.training.frozen_bn; no cross-row terms, a far
+            cheaper step, robustness not distinguishable from "batch" in the evidence experiment,
+            docs/pag-step.md), "batch" = the repeated rows' own batch statistics (the reference code's).
         targets: what the PAG term aligns with: "store" (the stored gradients), or a control, "random"
             (Gaussian) / "shuffled" (another image's stored gradients, same class index).
     """
@@ -55,7 +56,7 @@ class ObjectiveSpec:
     beta: float = 6.0
     k_classes: int | None = None
     cos_eps: float = 1e-8
-    pag_bn: Literal["batch", "frozen"] = "batch"
+    pag_bn: Literal["batch", "frozen"] = "frozen"
     targets: Literal["store", "random", "shuffled"] = "store"
 
     @property

@@ -54,14 +54,15 @@ def test_loop_feeds_channels_last_batches() -> None:
     assert model.net[0].weight.is_contiguous(memory_format=CL)
 
 
-def test_options_default_off_and_load_from_yaml(tmp_path) -> None:
+def test_options_defaults_and_load_from_yaml(tmp_path) -> None:
+    """pag_bn defaults to frozen (issue 18's choice), batch is one key away; channels_last loads from yaml."""
     cfg = tmp_path / "p.yaml"
     cfg.write_text(
         "train:\n  common: {model: small-cnn, epochs: 1, batch_size: 4, channels_last: true}\n"
-        "  methods: {a: {objective: pag, store: sbg, lam: 1.0, pag_bn: frozen},\n"
+        "  methods: {a: {objective: pag, store: sbg, lam: 1.0, pag_bn: batch},\n"
         "            b: {objective: pag, store: sbg, lam: 1.0}}\n"
         "  plain_methods: {}\n"
     )
     section = load_section(cfg, "train", TrainSection)
-    assert section.common.channels_last and section.methods["a"].pag_bn == "frozen"
-    assert section.methods["b"].pag_bn == "batch"
+    assert section.common.channels_last and section.methods["a"].pag_bn == "batch"
+    assert section.methods["b"].pag_bn == "frozen"

@@ -3,6 +3,8 @@ impossible method specs are rejected with the key named."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -84,20 +86,32 @@ def test_pag_reuses_the_true_class_row_for_cross_entropy(k_classes) -> None:
     assert terms["ce"] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("pag_bn", ["batch", "frozen"])
 @pytest.mark.parametrize("k_classes", [None, 1])
-def test_pag_on_a_k_of_c_store_aligns_its_stored_classes(k_classes) -> None:
+def test_pag_on_a_k_of_c_store_aligns_its_stored_classes(k_classes, pag_bn) -> None:
     """A K < C store's batch carries classes (B, K), true class first: the PAG term aligns those class ids
-    (k_classes samples among them, the true class always), and the CE term still reuses the true-class row."""
+    (k_classes samples among them, the true class always), and the CE term still reuses the true-class row.
+    The reference is the repeated-rows loss under the same batch-norm statistics as ``pag_bn``."""
+    from contextlib import nullcontext
+
     from pagstore.loss import pag_alignment_loss
+    from pagstore.training.frozen_bn import frozen_batch_norm, record_batch_stats
 
     torch.manual_seed(0)
     model = build_model("small-cnn", 4, (1, 8, 8), width=4)
     x, y = torch.rand(3, 1, 8, 8), torch.tensor([3, 0, 1])
     classes = torch.tensor([[3, 1], [0, 2], [1, 3]])
     g = torch.randn(3, 2, 1, 8, 8)
-    spec = ObjectiveSpec(objective="pag", store="sbg", lam=1.0, k_classes=k_classes)
+    spec = ObjectiveSpec(objective="pag", store="sbg", lam=1.0, k_classes=k_classes, pag_bn=pag_bn)
+    ref_model = copy.deepcopy(model)  # objective_loss updates running statistics; the reference starts equal
     _, terms = objective_loss(model, x, y, g, spec, generator=torch.Generator().manual_seed(0), classes=classes)
     targets = classes if k_classes is None else classes[:, :1]  # k = 1: the true class alone
-    want = pag_alignment_loss(model, x, g, targets, classes=classes, create_graph=False)
+    stats_ctx = nullcontext()
+    if pag_bn == "frozen":
+        with record_batch_stats(ref_model) as stats:
+            ref_model(x)
+        stats_ctx = frozen_batch_norm(stats)
+    with stats_ctx:
+        want = pag_alignment_loss(ref_model, x, g, targets, classes=classes, create_graph=False)
     assert terms["pag"] == pytest.approx(float(want.detach()), rel=1e-5)
     assert terms["ce"] == pytest.approx(float(torch.nn.functional.cross_entropy(model(x), y).detach()), rel=1e-4)
