@@ -134,9 +134,10 @@ def _alignment(ex: Any, results: dict[str, Any]) -> list[str]:
         word = "correlates" if iv.lo > 0 else ("anti-correlates" if iv.hi < 0 else "not distinguishable from 0")
         md.append(f"| {label} | {iv.fmt(3)} | {len(ok)} | {word} |")
         (holding if word == "correlates" else failing).append(label)
-    return md + ["", f"- **Alignment correlates with robustness**: holds on digits for "
-                     f"{', '.join(holding) or 'no metric'}; not shown for {', '.join(failing) or 'no metric'} "
-                     "(Spearman interval above 0 or not)."]
+    verdict = f"holds on digits for {', '.join(holding)}" if holding else "holds for no metric"
+    if failing:
+        verdict += f"; not shown for {', '.join(failing)} (Spearman interval not above 0)"
+    return md + ["", f"- **Alignment correlates with robustness**: {verdict}."]
 
 
 def _calibration_and_costs(results: dict[str, Any]) -> list[str]:
@@ -155,8 +156,9 @@ def _calibration_and_costs(results: dict[str, Any]) -> list[str]:
                          ("nac_distill_cpu_seconds", "nac store distillation (timed here)"),
                          ("sbg_distill_cpu_seconds", "SBG store distillation (timed here)")):
             md.append(f"| {label} | {_f(costs.get(k), 1)} |")
-        md += ["", "Diffusion training is not rerun here (README: about 5 min wall on 2 cores for the digits "
-                   "preset); SBG needs it plus its distillation, nac needs only the two steps above."]
+        md += ["", "Diffusion training is not rerun here (the default run's `train_diffusion` stage; its measured "
+                   "time is in docs/evidence.md); SBG needs it plus its distillation, nac needs only the two "
+                   "steps above."]
     return md
 
 
