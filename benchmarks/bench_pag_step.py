@@ -71,7 +71,8 @@ class Variant:
 def variants(setup: Setup, has_bn: bool) -> list[Variant]:
     """The rows of the table; the pag_bn frozen rows only for models with batch norm (else identical)."""
     k = setup.k
-    pag = {"objective": "pag", "store": "sbg", "lam": 1.0}
+    # pag_bn named in every PAG row: "batch" rows must not silently follow the default (frozen since issue 18)
+    pag = {"objective": "pag", "store": "sbg", "lam": 1.0, "pag_bn": "batch"}
     at = {"objective": "at", "norm": "linf", "eps": 8 / 255}
     rows = [Variant("vanilla", {"objective": "ce"}),
             Variant("pag all-C batch", pag),

@@ -84,7 +84,24 @@ def _forward(model: Classifier, xa: torch.Tensor, stats: BatchStats) -> tuple[to
         elif isinstance(m, nn.Linear):
             back.append(("linear", m))
         h = m(h)
-    return h, back
+    return h, _fuse(back)
+
+
+def _fuse(back: list[tuple]) -> list[tuple]:
+    """Fewer full-size products in the transposed pass (each one runs over B x T rows, and again in the
+    parameter gradient): a ReLU mask right before a max-pool is folded into the pool's winners (both
+    per-image constants, multiplied once over B rows), and a batch-norm scale right after a convolution
+    into that convolution's weight (conv_transpose(v * s, W) = conv_transpose(v, W * s) for a scale s
+    per output channel; the ReLU mask between them commutes with it)."""
+    out: list[tuple] = []
+    for item in back:
+        if item[0] == "pool" and out and out[-1][0] == "mask":
+            out[-1] = ("pool", item[1] * out[-1][1], item[2])
+        elif item[0] == "scale" and out and out[-1][0] == "conv" and len(out[-1]) == 3:
+            out[-1] = (*out[-1], item[1].view(-1, 1, 1, 1))
+        else:
+            out.append(item)
+    return out
 
 
 def _upsample(v: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
@@ -118,11 +135,12 @@ def _backward(v: torch.Tensor, back: list[tuple]) -> torch.Tensor:
             v = v * winners[:, None]  # the gradient goes to each window's winner
         elif kind == "conv":
             m, size = item[1], item[2]
+            weight = m.weight if len(item) == 3 else m.weight * item[3]  # a folded batch-norm scale (_fuse)
             rows = v.reshape(b * t, *v.shape[2:])
             # output_padding: a strided convolution's input rows / columns past its last window
             extra = [n - ((i - 1) * s - 2 * p + d * (k - 1) + 1) for n, i, s, p, d, k in
                      zip(size, rows.shape[-2:], m.stride, m.padding, m.dilation, m.kernel_size)]
-            out = F.conv_transpose2d(rows, m.weight, stride=m.stride, padding=m.padding, dilation=m.dilation,
+            out = F.conv_transpose2d(rows, weight, stride=m.stride, padding=m.padding, dilation=m.dilation,
                                      output_padding=tuple(extra))
             v = out.view(b, t, *out.shape[1:])
     return v

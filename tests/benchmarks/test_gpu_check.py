@@ -92,3 +92,25 @@ def test_rss_step_peak_sees_what_a_step_allocates():
     idle = rss_step_peak_mib(lambda: None)
     assert touch is not None and idle is not None
     assert 56 < touch < 80 and idle < 4
+
+
+def test_pag_step_rows_name_their_batch_norm_statistics():
+    """Every PAG row of bench_pag_step (and so of gpu_check's memory section) runs the pag_bn its name says:
+    with `frozen` the default, a "batch" row that relied on the default would silently measure frozen."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from pagstore.training.objectives import ObjectiveSpec
+
+    spec = importlib.util.spec_from_file_location("bench_pag_step", REPO / "benchmarks" / "bench_pag_step.py")
+    bench = sys.modules["bench_pag_step"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [v for v in bench.variants(SimpleNamespace(k=3), has_bn=True) if v.spec.get("objective") == "pag"]
+    named = {"batch": 0, "frozen": 0}
+    for v in rows:
+        bn = ObjectiveSpec(**v.spec).pag_bn
+        for word in named:
+            if f" {word}" in v.name:
+                assert bn == word, f"{v.name!r} runs pag_bn {bn!r}"
+                named[word] += 1
+    assert named["batch"] >= 2 and named["frozen"] >= 2
