@@ -1,11 +1,12 @@
-"""Fast local reads of the store's shard files: each inner chunk decoded by blosc straight into the output
-array, the chunks of a read decoded in parallel threads.
+"""Fast local reads of the store's shard files: each inner chunk decoded by blosc, or for uncompressed
+chunks read by the kernel, straight into the output array; the chunks of a read in parallel threads.
 
 zarr's own read path decodes a chunk into a fresh buffer and copies it into the result, with event-loop
 overhead per chunk: profiled at about 0.4x of what blosc alone decodes (docs/store-format.md). This reader
-handles exactly the layout pagstore writes (zarr v3 ``sharding_indexed`` along axis 0, inner chunks
-bytes(little) -> blosc -> crc32c, index bytes(little) -> crc32c at the end of the shard file) on a local
-directory. :func:`fast_layout` says None for anything else (URLs, other codecs), and the caller uses zarr.
+handles exactly the layouts pagstore writes (zarr v3 ``sharding_indexed`` along axis 0, inner chunks
+bytes(little) -> blosc -> crc32c or, with ``grad_compression: "none"``, bytes(little) -> crc32c; index
+bytes(little) -> crc32c at the end of the shard file) on a local directory. :func:`fast_layout` says None
+for anything else (URLs, other codecs), and the caller uses zarr.
 Integrity is the same as zarr's: every chunk's and the index's crc32c are checked; a mismatch raises
 ValueError (the store turns it into StoreDataError naming the file).
 """
@@ -40,6 +41,7 @@ class FastLayout:
     chunk_rows: int
     dtype: np.dtype
     row_shape: tuple[int, ...]  # shape of one row (axis 0 removed)
+    compressed: bool = True  # blosc between bytes and crc32c; False: a chunk is its raw bytes, then their crc32c
 
 
 def fast_layout(arr: zarr.Array) -> FastLayout | None:
@@ -55,9 +57,11 @@ def fast_layout(arr: zarr.Array) -> FastLayout | None:
     inner, index = tuple(sh.codecs), tuple(sh.index_codecs)
     dtype = np.dtype(arr.dtype)
     little = ("little", "Endian.little")
-    ok = (len(inner) == 3 and isinstance(inner[0], BytesCodec)
+    compressed = len(inner) == 3 and isinstance(inner[1], BloscCodec)
+    raw = len(inner) == 2 and hasattr(os, "preadv")  # (no preadv, e.g. Windows: zarr reads it)
+    ok = ((compressed or raw) and isinstance(inner[0], BytesCodec)
           and (str(inner[0].endian) in little or (inner[0].endian is None and dtype.itemsize == 1))
-          and isinstance(inner[1], BloscCodec) and isinstance(inner[2], Crc32cCodec)
+          and isinstance(inner[-1], Crc32cCodec)
           and len(index) == 2 and isinstance(index[0], BytesCodec) and str(index[0].endian) in little
           and isinstance(index[1], Crc32cCodec) and str(sh.index_location) in ("end", "ShardingCodecIndexLocation.end")
           and tuple(sh.chunk_shape[1:]) == tuple(arr.shape[1:]) and tuple(arr.shards[1:]) == tuple(arr.shape[1:])
@@ -65,7 +69,7 @@ def fast_layout(arr: zarr.Array) -> FastLayout | None:
     if not ok or dtype.byteorder == ">":
         return None
     return FastLayout(Path(store.root) / arr.path, int(arr.shards[0]), int(sh.chunk_shape[0]), dtype,
-                      tuple(int(d) for d in arr.shape[1:]))
+                      tuple(int(d) for d in arr.shape[1:]), compressed)
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -82,7 +86,8 @@ def read_rows(layouts: list[FastLayout], spans: list[tuple[int, int]]) -> list[n
     """Rows [start, stop) of each (layout, span) pair, decoded: one (stop - start, *row_shape) array each.
 
     All touched inner chunks of all pairs are decoded in parallel, each straight into its rows of the
-    result (a chunk that overhangs the read goes through one chunk-sized temporary).
+    result (a chunk that overhangs the read goes through one chunk-sized temporary). Uncompressed chunks are
+    read by the kernel into those rows' memory and checksummed there: no intermediate buffer at all.
     """
     outs = [np.zeros((stop - start, *lay.row_shape), dtype=lay.dtype) for lay, (start, stop) in zip(layouts, spans)]
     jobs = []
@@ -116,20 +121,44 @@ def _read_shard_part(lay: FastLayout, k: int, start: int, stop: int, out: np.nda
             lo, hi = shard0 + c * lay.chunk_rows, shard0 + (c + 1) * lay.chunk_rows  # the chunk's rows
             if offset == _EMPTY:
                 continue  # out is zero-filled
-            blob = os.pread(fd, length, offset)
-            _check_crc(blob, f"{lay.root / key} (chunk {c})")
             a, b = max(lo, start), min(hi, stop)  # rows of this chunk the read wants
-            if (a, b) == (lo, hi):
-                _blosc.decode(memoryview(blob)[:-4], out=out[a - start:b - start])
-            else:  # a chunk that overhangs the read (or the array's end, where chunks are padded)
-                tmp = np.empty((lay.chunk_rows, *lay.row_shape), dtype=lay.dtype)
-                _blosc.decode(memoryview(blob)[:-4], out=tmp)
-                out[a - start:b - start] = tmp[a - lo:b - lo]
+            whole = (a, b) == (lo, hi)
+            # a chunk that overhangs the read (or the array's end, where chunks are padded) goes through tmp
+            dest = out[a - start:b - start] if whole else np.empty((lay.chunk_rows, *lay.row_shape), lay.dtype)
+            what = f"{lay.root / key} (chunk {c})"
+            if lay.compressed:
+                blob = os.pread(fd, length, offset)
+                _check_crc(blob, what)
+                _blosc.decode(memoryview(blob)[:-4], out=dest)
+            else:
+                _read_raw_chunk(fd, offset, length, dest, what)
+            if not whole:
+                out[a - start:b - start] = dest[a - lo:b - lo]
     finally:
         os.close(fd)
 
 
+def _read_raw_chunk(fd: int, offset: int, length: int, dest: np.ndarray, what: str) -> None:
+    """Read an uncompressed chunk (its raw bytes, then their 4-byte crc32c) straight into ``dest``'s memory,
+    a C-contiguous (chunk_rows, *row_shape) array, and check the crc32c there."""
+    if not dest.flags.c_contiguous:  # reshape would copy, and the read would land in the copy
+        raise AssertionError(f"{what}: destination rows are not contiguous")
+    data = dest.reshape(-1).view(np.uint8)  # a view of dest's memory
+    if length != data.nbytes + 4:
+        raise ValueError(f"{what}: the shard index says {length} bytes, an uncompressed chunk has {data.nbytes + 4}")
+    crc = bytearray(4)
+    got = os.preadv(fd, [data, crc], offset)  # one syscall, no buffer between the page cache and dest
+    if got != length:
+        raise ValueError(f"{what}: read {got} of {length} bytes (truncated shard file)")
+    # google_crc32c takes the numpy view without a copy (it keeps the GIL for non-bytes; hardware crc32c
+    # runs several times faster than the copy above, which releases it)
+    _compare_crc(google_crc32c.value(data), bytes(crc), what)
+
+
 def _check_crc(data: bytes, what: str) -> None:
-    stored = data[-4:]
-    if np.uint32(google_crc32c.value(data[:-4])).tobytes() != stored:
+    _compare_crc(google_crc32c.value(data[:-4]), data[-4:], what)
+
+
+def _compare_crc(computed: int, stored: bytes, what: str) -> None:
+    if np.uint32(computed).tobytes() != stored:
         raise ValueError(f"{what}: crc32c checksum does not match the stored one")

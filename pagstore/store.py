@@ -26,6 +26,13 @@ import zarr
 import zarr.storage
 
 from pagstore import __version__
+from pagstore.chunk_compression import (  # noqa: F401  (compressors: public name, importable from here)
+    DEFAULT_COMPRESSION,
+    GRAD_ARRAYS,
+    check_compression,
+    compression_of,
+    compressors,
+)
 from pagstore.classes import selection
 from pagstore.shard_decode import FastLayout, fast_layout, read_rows
 from pagstore.spec import DatasetInfo, SpecError, StoreSpec, arrays_of
@@ -51,12 +58,6 @@ READ_ARRAYS = ("images", "labels", "grads")
 def shard_file_key(name: str, ndim: int, k: int) -> str:
     """Key (relative to the store root) of shard ``k``'s file of array ``name`` (``ndim`` dimensions)."""
     return "/".join([name, "c", str(k)] + ["0"] * (ndim - 1))
-
-
-def compressors() -> list[Any]:
-    """zstd with byte shuffle (measured ~0.70 of raw float16 class-mean gradients vs ~0.85 for plain zstd),
-    then a crc32c per chunk: blosc has no checksum, so flipped bits would otherwise decode to silent garbage."""
-    return [zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()]
 
 
 def location_str(path: str | Path) -> str:
@@ -127,6 +128,12 @@ class GradientStore:
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return self.spec.sample_shape
+
+    @property
+    def grad_compression(self) -> str | None:
+        """The chunk compression of ``grads`` as zarr's metadata records it ("zstd", "lz4hc", "none"; None for
+        a codec list pagstore does not write)."""
+        return compression_of(self._arrays["grads"])
 
     @property
     def arrays(self) -> dict[str, zarr.Array]:
@@ -340,7 +347,7 @@ def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_cl
                  dataset: dict[str, Any], source: dict[str, Any],
                  samples_per_shard: int | None = None, grad_mantissa_bits: int | None = None,
                  num_target_classes: int | None = None, class_seed: int = 0, grad_codec: str = "raw",
-                 format_version: int = 2) -> GradientStore:
+                 grad_compression: str = DEFAULT_COMPRESSION, format_version: int = 2) -> GradientStore:
     """Create a store (or, with mode "a", reopen a matching existing one to resume).
 
     Args:
@@ -356,11 +363,19 @@ def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_cl
             of each sample at write time (:func:`pagstore.classes.choose_classes` with ``class_seed``).
         class_seed: recorded in the spec's class_selection (K < C).
         grad_codec: "raw" (grad_dtype values) or "int8" (int8 values and a float32 scale per (sample, class)).
+        grad_compression: chunk compression of ``grads`` (and ``grad_scales``): "zstd" (default), "lz4hc" or
+            "none" (raw bytes + crc32c; see pagstore.chunk_compression). Recorded in zarr's codec metadata.
         format_version: 2; 1 writes the old layout (K = C, raw only: for tests and `pagstore migrate`).
     """
     if mode not in CREATE_MODES:
         raise StoreError(f"create_store mode must be one of {CREATE_MODES}, got {mode!r}")
     loc = location_str(path)
+    try:
+        check_compression(grad_compression)
+    except ValueError as exc:
+        raise StoreError(f"{loc}: {exc}") from None
+    if format_version == 1 and grad_compression != DEFAULT_COMPRESSION:
+        raise StoreError(f"{loc}: format_version 1 stores use grad_compression {DEFAULT_COMPRESSION!r}")
     spec = _new_spec(num_samples, num_classes, sample_shape, image_dtype, grad_dtype, dataset, source,
                      samples_per_shard, loc, grad_mantissa_bits,
                      {"num_target_classes": num_target_classes, "class_selection": selection(num_classes,
@@ -371,6 +386,8 @@ def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_cl
     if exists and mode == "a":
         store = open_store(loc, "r+")
         diff = _spec_differences(store.spec, spec, fixed_shard=samples_per_shard is not None)
+        if store.grad_compression != grad_compression:  # zarr's metadata, not the spec, holds it
+            diff.append(f"grad_compression: existing {store.grad_compression!r} != requested {grad_compression!r}")
         if diff:
             raise StoreError(f"{loc}: existing store does not match the requested one: {'; '.join(diff)} "
                              "(use mode 'w' to replace it)")
@@ -379,7 +396,7 @@ def create_store(path: str | Path, mode: str = "w-", *, num_samples: int, num_cl
         # "w" truncates: never wipe a directory that is not a store.
         raise StoreError(f"{loc}: exists, is not empty and is not a gradient store; refusing to overwrite it")
     group = zarr.open_group(zarr_store(loc, read_only=False), mode="w")
-    _create_arrays(group, spec)
+    _create_arrays(group, spec, grad_compression)
     group.attrs.put(spec.to_attrs())
     return GradientStore(group, spec, loc, "r+")
 
@@ -443,7 +460,7 @@ def _spec_differences(old: StoreSpec, new: StoreSpec, fixed_shard: bool) -> list
     return [f"{k}: existing {a.get(k)!r} != requested {b[k]!r}" for k in keys if a.get(k) != b[k]]
 
 
-def _create_arrays(group: zarr.Group, spec: StoreSpec) -> None:
+def _create_arrays(group: zarr.Group, spec: StoreSpec, grad_compression: str = DEFAULT_COMPRESSION) -> None:
     n, s, sps = spec.num_samples, spec.sample_shape, spec.samples_per_shard
     grad_bytes = math.prod(spec.grad_shape) * np.dtype(spec.stored_grad_dtype).itemsize
     chunk, _ = auto_layout(grad_bytes, n, sps)
@@ -454,8 +471,10 @@ def _create_arrays(group: zarr.Group, spec: StoreSpec) -> None:
         if spec.grad_codec == "int8":
             per_row["grad_scales"] = ((spec.num_stored_classes,), "float32", sps)
     for name, (rest, dtype, rows) in per_row.items():
+        # images, labels, ... stay zstd: a small part of the bytes, and the option is about the gradients
+        compression = grad_compression if name in GRAD_ARRAYS else DEFAULT_COMPRESSION
         group.create_array(name, shape=(n, *rest), dtype=dtype, chunks=(rows, *rest), shards=(sps, *rest),
-                           compressors=compressors(), fill_value=0, dimension_names=None)
+                           compressors=compressors(compression), fill_value=0, dimension_names=None)
     # One chunk per flag so concurrent writers of distinct shards never rewrite the same object.
     group.create_array("done", shape=(spec.num_shards,), dtype="bool", chunks=(1,), fill_value=False,
                        compressors=None)

@@ -56,7 +56,7 @@ def build_store(name: str, source_params: dict[str, Any], common: DistillCommon,
                      replace_mismatched=True,
                      # the test store is evaluation's reference for every class: always all C
                      num_target_classes=common.num_target_classes if split_name == "train" else None,
-                     grad_codec=common.grad_codec, class_seed=common.seed)
+                     grad_codec=common.grad_codec, class_seed=common.seed, grad_compression=common.grad_compression)
     print(f"distill {name}: {len(result.shards_computed)}/{result.num_shards} shards in {result.seconds:.1f} s")
     if common.export_webdataset:
         export_webdataset(out)

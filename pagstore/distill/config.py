@@ -24,6 +24,8 @@ class DistillCommon:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     num_target_classes: int | None = None  # K target classes per sample (null = all C; store format v2)
     grad_codec: Literal["raw", "int8"] = "raw"  # "raw" = grad_dtype values; "int8" = int8 + scale per class
+    # chunk compression of the gradient arrays (pagstore.chunk_compression); "none" = raw bytes + crc32c
+    grad_compression: Literal["zstd", "lz4hc", "none"] = "zstd"
     export_webdataset: bool = True  # also write the webdataset export (shards/); false = zarr only
 
     def validate(self) -> None:

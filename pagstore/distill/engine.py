@@ -55,6 +55,7 @@ def open_or_create(
     num_target_classes: int | None = None,
     grad_codec: str = "raw",
     class_seed: int = 0,
+    grad_compression: str = "zstd",
 ) -> Any:
     """Create the store, or reopen it to resume. A store made from other data or another source is an error,
     or, with ``replace_mismatched``, replaced by a new empty one."""
@@ -83,6 +84,7 @@ def open_or_create(
             num_target_classes=num_target_classes,
             class_seed=class_seed,
             grad_codec=grad_codec,
+            grad_compression=grad_compression,
         )
 
     try:
@@ -117,6 +119,7 @@ def distill(
     num_target_classes: int | None = None,
     grad_codec: str = "raw",
     class_seed: int = 0,
+    grad_compression: str = "zstd",
 ) -> DistillResult:
     """Distill gradients of ``split[indices]`` into the store at ``store_path`` (created or resumed).
 
@@ -140,12 +143,20 @@ def distill(
             K - 1 others drawn by (class_seed, dataset index), and computes only those (SBG: K + 1 rows).
         grad_codec: "raw" (grad_dtype values) or "int8" (see pagstore.codec).
         class_seed: seeds the K - 1 other classes (recorded in the spec).
+        grad_compression: chunk compression of the gradient arrays: "zstd", "lz4hc" or "none"
+            (see pagstore.chunk_compression).
 
     Returns:
         which shards were computed now and how long it took.
     """
     if batch_size < 1:
         raise DistillError(f"batch_size must be >= 1, got {batch_size}")
+    from pagstore.chunk_compression import check_compression
+
+    try:  # before open_or_create, which would read a bad value as "the existing store does not match"
+        check_compression(grad_compression)
+    except ValueError as exc:
+        raise DistillError(str(exc)) from None
     index = np.arange(len(split), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     if index.size and (index.min() < 0 or index.max() >= len(split)):
         raise DistillError(f"indices must lie in [0, {len(split)}), got [{index.min()}, {index.max()}]")
@@ -154,7 +165,7 @@ def distill(
         store_path, split, index, source.describe(),
         samples_per_shard=samples_per_shard, grad_dtype=grad_dtype, split_name=split_name,
         replace_mismatched=replace_mismatched, num_target_classes=num_target_classes, grad_codec=grad_codec,
-        class_seed=class_seed,
+        class_seed=class_seed, grad_compression=grad_compression,
     )
     k_classes = store.spec.num_target_classes  # None: all C
 

@@ -111,3 +111,34 @@ def test_sigkilled_distillation_resumes_to_same_bytes(sbg_setup, tmp_path):
     assert res.shards_computed == missing
     assert _arrays(tmp_path / "cut") == _arrays(tmp_path / "full")
 
+
+
+def test_grad_compression_reaches_the_store_and_is_kept_on_resume(tmp_path):
+    split = tiny_vectors(n=12)
+    split.save(tmp_path / "train.npz")
+    recipe = SourceRecipe("nn", {"subset_size": 0}, str(tmp_path / "train.npz"), seed=2)
+    kw = {"samples_per_shard": 4, "grad_dtype": "float32", "batch_size": 4}
+    distill(tmp_path / "s", split, recipe, grad_compression="none", **kw)
+    store = open_store(tmp_path / "s")
+    assert store.grad_compression == "none" and store.is_complete()
+    np.testing.assert_array_equal(store.read(slice(None))[2], recipe().compute(split.images, split.labels,
+                                                                                np.arange(12)))
+    with pytest.raises(DistillError, match=r"cannot resume: .*grad_compression: existing 'none' != requested 'zstd'"):
+        distill(tmp_path / "s", split, recipe, **kw)
+    with pytest.raises(DistillError, match=r"^grad_compression must be one of \['zstd', 'lz4hc', 'none'\], got 'lz4'$"):
+        distill(tmp_path / "t", split, recipe, grad_compression="lz4", **kw)
+    assert not (tmp_path / "t").exists()
+
+
+def test_build_store_passes_distill_common_grad_compression(tmp_path):
+    from pagstore.config import from_dict
+    from pagstore.distill.build import build_store
+    from pagstore.distill.config import DistillCommon
+
+    split = tiny_vectors(n=12)
+    split.save(tmp_path / "train.npz")
+    common = from_dict(DistillCommon, {"samples_per_shard": 4, "grad_dtype": "float16", "scheduler": "",
+                                       "batch_size": 4, "workers": 1, "seed": 0, "device": "cpu",
+                                       "grad_compression": "lz4hc", "export_webdataset": False})
+    report = build_store("nn", {"subset_size": 0}, common, tmp_path, tmp_path / "s")
+    assert report["ok"] and open_store(tmp_path / "s").grad_compression == "lz4hc"

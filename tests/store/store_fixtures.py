@@ -9,11 +9,16 @@ import numpy as np
 
 CLASSES = ["zero", "one", "two"]
 # The store variant new_store / expected make (the contract suite runs once per variant): format version,
-# K stored classes (None = all C) and grad codec.
-VARIANTS = {"v1": {"format_version": 1, "num_target_classes": None, "grad_codec": "raw"},
-            "v2": {"format_version": 2, "num_target_classes": None, "grad_codec": "raw"},
-            "v2-K2": {"format_version": 2, "num_target_classes": 2, "grad_codec": "raw"},
-            "v2-K2-int8": {"format_version": 2, "num_target_classes": 2, "grad_codec": "int8"}}
+# K stored classes (None = all C), grad codec and the gradient arrays' chunk compression.
+VARIANTS = {name: {"format_version": v, "num_target_classes": k, "grad_codec": codec, "grad_compression": comp}
+            for name, (v, k, codec, comp) in {
+                "v1": (1, None, "raw", "zstd"),
+                "v2": (2, None, "raw", "zstd"),
+                "v2-K2": (2, 2, "raw", "zstd"),
+                "v2-K2-int8": (2, 2, "int8", "zstd"),
+                "v2-lz4hc": (2, None, "raw", "lz4hc"),
+                "v2-none": (2, None, "raw", "none"),
+                "v2-K2-int8-none": (2, 2, "int8", "none")}.items()}
 VARIANT = dict(VARIANTS["v2"])
 
 

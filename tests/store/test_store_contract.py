@@ -2,7 +2,8 @@
 
 Each layout reads a store written by the real writer; the expected content is regenerated independently
 from store_fixtures.shard_data, so a reader that reorders, drops or mis-decodes anything fails. Every test
-runs on each store variant: format v1, v2 with K = C, v2 with K = 2 < C = 3 classes, and v2 K = 2 int8.
+runs on each store variant: format v1, v2 with K = C, v2 with K = 2 < C = 3 classes, v2 K = 2 int8, and v2
+stores whose gradient chunks are lz4hc or uncompressed ("none"; float16 and int8).
 """
 
 from __future__ import annotations
@@ -207,6 +208,22 @@ write_shards(open_store({path!r}, "r+"), {shards})
     files = sorted(p.name for p in (path / "grads" / "c").iterdir())
     assert files == ["0", "1", "2", "3"]  # one shard file per writer task, nothing else
     _assert_content(layout, path, expected(32, 8, (1, 4, 4)))
+
+
+def test_gradient_chunks_carry_the_variants_codecs_in_plain_zarr_metadata(tmp_path: Path) -> None:
+    """What plain zarr sees: the variant's compression in the gradient arrays' codec lists (crc32c always),
+    zstd for the other arrays; so a store of another compression is still just zarr."""
+    path = tmp_path / "s"
+    filled_store(path, num_samples=16, samples_per_shard=8)
+    comp = store_fixtures.VARIANT["grad_compression"]
+    grad_arrays = ["grads"] + (["grad_scales"] if store_fixtures.VARIANT["grad_codec"] == "int8" else [])
+    for name in grad_arrays + ["images", "labels"]:
+        inner = json.loads((path / name / "zarr.json").read_text())["codecs"][0]["configuration"]["codecs"]
+        want = comp if name in grad_arrays else "zstd"
+        assert [c["name"] for c in inner] == (["bytes", "crc32c"] if want == "none" else ["bytes", "blosc", "crc32c"])
+        if want != "none":
+            assert inner[1]["configuration"]["cname"] == want, name
+    assert open_store(path).grad_compression == comp
 
 
 def test_newer_format_version_is_refused(layout, tmp_path: Path) -> None:
