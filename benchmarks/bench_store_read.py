@@ -5,8 +5,10 @@ All readers produce the same thing a training loop consumes: batches of float32 
 uncompressed uint8/int64/float16 arrays from one .npy each and converts; the zarr store decodes its
 zstd chunks; the stream reads the webdataset tars. Each reader runs once to warm the page cache, then all are
 timed in interleaved rounds (best of). Goal: each layout >= 0.5x the memmap throughput.
-Rows: the float16 store (format v2 with codec raw holds the same bytes as v1: the old rows) and, new, the
-same gradients in a v2 store with the int8 direct codec (decoded to float32 by the reader). The zarr rows
+Rows: the float16 store (format v2 with codec raw holds the same bytes as v1: the old rows) and the same
+gradients in a v2 store with the int8 direct codec (decoded to float32 by the reader); "uncompressed" rows
+read float16 and int8 stores written with ``grad_compression="none"`` (gradient chunks are raw bytes + crc32c,
+read by pagstore.shard_decode straight into the batch's memory; images etc. stay zstd). The zarr rows
 use ZarrGradientDataset.loader's default reader thread (prefetch=2) and pagstore.shard_decode; "(no
 prefetch)" rows read in the consumer's thread, "(zarr decoder, ...)" rows decode through zarr, as before
 issue 15's read work (the webdataset rows likewise read ahead in a thread now). "+ compute" rows run a fixed amount of torch work per batch
@@ -33,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_store_size import C, class_mean_gradients, natural_images  # noqa: E402
 
 
-def build(workdir: Path, n: int, grad_codec: str = "raw") -> Path:
+def build(workdir: Path, n: int, grad_codec: str = "raw", grad_compression: str = "zstd") -> Path:
+    """A complete store of n photo-like images with class-mean gradients (and its webdataset export) in
+    ``workdir``, plus images/labels/grads .npy files of the same values for the memmap baseline."""
     from pagstore.shards import export_webdataset
     from pagstore.store import create_store
 
@@ -41,11 +45,11 @@ def build(workdir: Path, n: int, grad_codec: str = "raw") -> Path:
     grads = class_mean_gradients(images, labels).astype(np.float16)
     for name, arr in (("images", images), ("labels", labels), ("grads", grads)):
         np.save(workdir / f"{name}.npy", arr)
-    path = workdir / f"store-{grad_codec}"
+    path = workdir / f"store-{grad_codec}-{grad_compression}"
     store = create_store(path, "w", num_samples=n, num_classes=C, sample_shape=(3, 32, 32),
                          dataset={"name": "photos", "fingerprint": "-", "class_names": [str(c) for c in range(C)],
                                   "split": "bench"}, source={"name": "class-mean"}, grad_codec=grad_codec,
-                         grad_dtype="float16" if grad_codec == "raw" else "float32")
+                         grad_dtype="float16" if grad_codec == "raw" else "float32", grad_compression=grad_compression)
     for k in range(store.num_shards):
         sl = store.shard_slice(k)
         store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
@@ -139,6 +143,8 @@ def main() -> None:
         workdir = Path(tmp)
         path = build(workdir, args.n)
         path8 = build(workdir, args.n, "int8")
+        path_raw = build(workdir, args.n, grad_compression="none")
+        path8_raw = build(workdir, args.n, "int8", grad_compression="none")
         seq = np.arange(args.n)
         perm = np.random.default_rng(0).permutation(args.n)
         from pagstore.loaders import ZarrGradientDataset
@@ -169,6 +175,16 @@ def main() -> None:
             "int8 zarr block-shuffled": (mm_shuf, lambda: zarr_batches(path8, bs, chunk_order)),
             "int8 webdataset stream (shuffled)": (mm_shuf, lambda: stream_batches(path8, bs, shuffle=True, seed=0,
                                                                                  epoch=0)),
+            "uncompressed zarr sequential": (mm_seq, lambda: zarr_batches(path_raw, bs, seq)),
+            "uncompressed zarr sequential (no prefetch)": (mm_seq, lambda: zarr_batches(path_raw, bs, seq,
+                                                                                        prefetch=0)),
+            "uncompressed zarr shuffled": (mm_shuf, lambda: zarr_batches(path_raw, bs, perm)),
+            "uncompressed zarr block-shuffled": (mm_shuf, lambda: zarr_batches(path_raw, bs, chunk_order)),
+            "uncompressed zarr block-shuffled (zarr decoder)": (mm_shuf, lambda: zarr_batches(
+                path_raw, bs, chunk_order, fast=False)),
+            "int8 uncompressed zarr sequential": (mm_seq, lambda: zarr_batches(path8_raw, bs, seq)),
+            "int8 uncompressed zarr shuffled": (mm_shuf, lambda: zarr_batches(path8_raw, bs, perm)),
+            "int8 uncompressed zarr block-shuffled": (mm_shuf, lambda: zarr_batches(path8_raw, bs, chunk_order)),
             mm_step: (mm_step, lambda: with_compute(lambda: memmap_batches(workdir, bs, perm), step)),
             "zarr block-shuffled + compute": (mm_step, lambda: with_compute(
                 lambda: zarr_batches(path, bs, chunk_order), step)),
@@ -176,6 +192,10 @@ def main() -> None:
                 lambda: zarr_batches(path, bs, chunk_order, prefetch=0), step)),
             "int8 zarr block-shuffled + compute": (mm_step, lambda: with_compute(
                 lambda: zarr_batches(path8, bs, chunk_order), step)),
+            "uncompressed zarr block-shuffled + compute": (mm_step, lambda: with_compute(
+                lambda: zarr_batches(path_raw, bs, chunk_order), step)),
+            "int8 uncompressed zarr block-shuffled + compute": (mm_step, lambda: with_compute(
+                lambda: zarr_batches(path8_raw, bs, chunk_order), step)),
             "webdataset stream (shuffled) + compute": (mm_step, lambda: with_compute(
                 lambda: stream_batches(path, bs, shuffle=True, seed=0, epoch=0), step)),
         }

@@ -8,7 +8,9 @@ scikit-learn digits upsampled to 32x32 and tiled to 3 channels (classes = digits
 ``--store PATH`` instead takes real gradients from an existing store (e.g. the pipeline's SBG store
 stores/sbg, digits 1x16x16) and rewrites them under every variant.
 Rows: the format-v1 layouts (float16 / mantissa-rounded float16 / float32, old rows) beside the format-v2
-direction codec int8 (one float32 scale per sample and class), with and without the webdataset export.
+direction codec int8 (one float32 scale per sample and class), with and without the webdataset export, and
+the v2 float16 and int8 stores with the gradient arrays' chunks in lz4hc or uncompressed
+(``grad_compression``; the default rows are zstd).
 Goals: v1 <= 0.3x the reference bytes; v2 int8 <= 0.15x at mean cosine >= 0.9999, minimum >= 0.999 (issue 15).
 
     python benchmarks/bench_store_size.py [--n 1000] [--source photos|digits|both] [--store stores/sbg]
@@ -28,10 +30,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 C = 10
-# (name, format_version, grad_dtype, grad_mantissa_bits, grad_codec)
-VARIANTS = [("v1 float16", 1, "float16", None, "raw"), ("v1 f16-m8", 1, "float16", 8, "raw"),
-            ("v1 f16-m7", 1, "float16", 7, "raw"), ("v1 float32", 1, "float32", None, "raw"),
-            ("v2 float16", 2, "float16", None, "raw"), ("v2 int8", 2, "float32", None, "int8")]
+# (name, format_version, grad_dtype, grad_mantissa_bits, grad_codec, grad_compression)
+VARIANTS = [("v1 float16", 1, "float16", None, "raw", "zstd"), ("v1 f16-m8", 1, "float16", 8, "raw", "zstd"),
+            ("v1 f16-m7", 1, "float16", 7, "raw", "zstd"), ("v1 float32", 1, "float32", None, "raw", "zstd"),
+            ("v2 float16", 2, "float16", None, "raw", "zstd"), ("v2 int8", 2, "float32", None, "int8", "zstd"),
+            ("v2 f16 lz4hc", 2, "float16", None, "raw", "lz4hc"), ("v2 int8 lz4hc", 2, "float32", None, "int8", "lz4hc"),
+            ("v2 f16 none", 2, "float16", None, "raw", "none"), ("v2 int8 none", 2, "float32", None, "int8", "none")]
 
 
 def natural_images(n: int, source: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +103,14 @@ def measure(images: np.ndarray, labels: np.ndarray, grads: np.ndarray, source: s
     torch.save(ref, ref_path)
     ref_bytes = ref_path.stat().st_size
     out: dict[str, dict[str, float]] = {}
-    for name, version, dtype, bits, codec in VARIANTS:
+    for name, version, dtype, bits, codec, compression in VARIANTS:
         path = workdir / f"store-{source}-{name.replace(' ', '_')}"
         t = time.perf_counter()
         store = create_store(path, "w", num_samples=n, num_classes=c, sample_shape=shape, grad_dtype=dtype,
                              dataset={"name": source, "fingerprint": "-", "class_names": [str(k) for k in range(c)],
                                       "split": "bench"}, source={"name": source},
                              image_dtype=str(images.dtype), grad_mantissa_bits=bits, grad_codec=codec,
-                             format_version=version)
+                             grad_compression=compression, format_version=version)
         for k in range(store.num_shards):
             sl = store.shard_slice(k)
             store.write_shard(k, images[sl], labels[sl], grads[sl], np.arange(sl.start, sl.stop))
@@ -148,10 +152,10 @@ def main() -> None:
             print(f"[{source}] N={grads.shape[0]}, C={grads.shape[1]}, {'x'.join(map(str, grads.shape[2:]))}; reference "
                   f"torch.save float32 (C+1) tensor: {r['reference']['kib_per_sample']:.1f} KiB/sample")
             cols = ("KiB/sample", "bytes ratio", "+export", "cos mean", "cos min", "write s", "read MB/s")
-            print(f"  {'store':<12} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (10, 12, 8, 10, 10, 8, 10))))
+            print(f"  {'store':<14} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, (10, 12, 8, 10, 10, 8, 10))))
             for name, *_ in VARIANTS:
                 v = r[name]
-                print(f"  {name:<12} {v['kib_per_sample']:>10.2f} {v['ratio']:>12.3f} {v['with_export']:>8.3f} "
+                print(f"  {name:<14} {v['kib_per_sample']:>10.2f} {v['ratio']:>12.3f} {v['with_export']:>8.3f} "
                       f"{v['cos_mean']:>10.7f} {v['cos_min']:>10.7f} {v['write_s']:>8.2f} {v['read_mb_s']:>10.0f}"
                       f"   (1 - mean cos = {1 - v['cos_mean']:.1e})")
                 assert math.isfinite(v["cos_mean"])

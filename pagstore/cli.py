@@ -63,7 +63,8 @@ def inspect(path: StorePath, as_json: JsonFlag = False) -> None:
     t.add_row("complete", f"{info['shards_done']}/{info['num_shards']} shards")
     mib = 2**20
     t.add_row("size on disk", f"{info['stored_bytes'] / mib:.2f} MiB (zarr), export {info['export_bytes'] / mib:.2f} MiB")
-    t.add_row("compression", f"{info['compression_ratio']:.3f} of raw bytes")
+    t.add_row("compression", f"{info['compression_ratio']:.3f} of raw bytes (gradient chunks: "
+              f"{info['grad_compression'] or 'other codecs'})")
     out.print(t)
     arrays = Table(title="arrays")
     for col in ("name", "shape", "dtype", "chunks", "shards"):
@@ -89,7 +90,8 @@ def _inspect_info(store: Any) -> dict[str, Any]:
     stored = sum(_du(fs, f"{root}/{n}") for n in arrays)
     raw = sum(a["nbytes"] for a in arrays.values())
     done = store.done_flags()
-    return {"spec": store.spec.to_attrs(), "arrays": arrays, "num_shards": store.num_shards,
+    return {"spec": store.spec.to_attrs(), "arrays": arrays, "grad_compression": store.grad_compression,
+            "num_shards": store.num_shards,
             "shards_done": int(done.sum()), "missing_shards": [int(k) for k in np.flatnonzero(~done)],
             "stored_bytes": stored, "export_bytes": _du(fs, f"{root}/shards"),
             "compression_ratio": stored / raw, "grad_norms": _grad_norms(store, done)}

@@ -96,13 +96,15 @@ def test_show_refuses_vector_stores(tmp_path: Path) -> None:
 def test_inspect_and_show_a_k_of_c_int8_store(tmp_path: Path, monkeypatch) -> None:
     import store_fixtures
 
-    monkeypatch.setattr(store_fixtures, "VARIANT", dict(store_fixtures.VARIANTS["v2-K2-int8"]))
+    monkeypatch.setattr(store_fixtures, "VARIANT", dict(store_fixtures.VARIANTS["v2-K2-int8-none"]))
     path = tmp_path / "k2"
     filled_store(path, num_samples=16, samples_per_shard=8, sample_shape=(3, 6, 6))
     result = runner.invoke(app, ["inspect", str(path), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["spec"]["grad_codec"] == "int8" and info["spec"]["num_target_classes"] == 2
+    assert info["grad_compression"] == "none"
+    assert "gradient chunks: none" in runner.invoke(app, ["inspect", str(path)]).output
     assert set(info["arrays"]) >= {"classes", "grad_scales"} and info["arrays"]["grads"]["dtype"] == "int8"
     assert all(row["mean"] > 0 for row in info["grad_norms"])  # every class is held by some sample
     result = runner.invoke(app, ["show", str(path), "-o", str(tmp_path / "k2.png"), "--count", "3"])
