@@ -78,6 +78,8 @@ CASES: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...], st
     "distill-negative-t": ("distill", {"distill": {"sources": {"sbg": {"t": -1}}}}, (), ("t", "-1"), "stores", None),
     "distill-negative-workers": ("distill", {"distill": {"common": {"workers": -2}}}, (), ("workers", "-2"),
                                  "stores", None),
+    "distill-unknown-grad-compression": ("distill", {"distill": {"common": {"grad_compression": "lz5"}}}, (),
+                                         ("grad_compression", "'zstd', 'lz4hc', 'none'", "lz5"), "stores", None),
     "train-unknown-key": ("train", {"train": {"common": {"epochz": 3}}}, (), ("epochz",), "stores", None),
     "train-mistyped-value": ("train", {"train": {"common": {"epochs": "eight"}}}, (), ("epochs", "eight"),
                              "stores", None),
