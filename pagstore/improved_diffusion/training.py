@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pagstore.code_fingerprint import DIFFUSION_CODE, code_fingerprint
 from pagstore.improved_diffusion.checkpoint import read_checkpoint, save_checkpoint
 from pagstore.improved_diffusion.respace import SpacedDiffusion
 from pagstore.improved_diffusion.script_util import create_model_and_diffusion
@@ -108,7 +109,9 @@ def _signature(config: dict[str, Any], settings: TrainSettings, fingerprint: str
         s.pop(key)
     s["t_window"] = list(s["t_window"]) if s["t_window"] is not None else None
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
-    return {"config": cfg, "settings": s, "dataset_fingerprint": fingerprint}
+    # the code too: a finished checkpoint must not pass for what changed training code would make
+    return {"config": cfg, "settings": s, "dataset_fingerprint": fingerprint,
+            "code": code_fingerprint(DIFFUSION_CODE)}
 
 
 def _resumable(path: Path, signature: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any] | None:

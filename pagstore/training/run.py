@@ -15,6 +15,7 @@ import torch
 
 from pagstore import __version__
 from pagstore.atomic import atomic_path, write_json
+from pagstore.code_fingerprint import CLASSIFIER_CODE, code_fingerprint
 from pagstore.config import ConfigError
 from pagstore.devices import describe as describe_device
 from pagstore.devices import grad_scaler, prepare_model, resolve_device, use_channels_last
@@ -155,7 +156,8 @@ def train_method(
         )
     store_path = Path(stores_dir) / spec.store if spec.store else None
     store_attrs = check_store_matches(store_path, train) if store_path is not None else None
-    rid = run_id(method, spec, common, {"dataset_fingerprint": train.fingerprint(), "store": store_attrs})
+    rid = run_id(method, spec, common, {"dataset_fingerprint": train.fingerprint(), "store": store_attrs,
+                                        "code": code_fingerprint(CLASSIFIER_CODE)})
 
     kwargs = dict(common.model_kwargs)
     if common.normalize:

@@ -107,6 +107,19 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny):
     assert other.resumed_from == 0
 
 
+def test_a_finished_checkpoint_is_not_resumed_after_the_training_code_changed(tmp_path, tiny, monkeypatch):
+    """A rerun with the same code trains no step; once the improved-diffusion code differs (its source
+    fingerprint), the finished checkpoint is not taken as this code's result and training starts afresh."""
+    import pagstore.improved_diffusion.training as training_mod
+
+    _train(tmp_path, tiny, "done.pt", steps=3)
+    again = _train(tmp_path, tiny, "done.pt", steps=3)
+    assert again.resumed_from == 3 and again.step == 3
+    monkeypatch.setattr(training_mod, "code_fingerprint", lambda parts: "sha256:" + "2" * 64)
+    changed = _train(tmp_path, tiny, "done.pt", steps=3)
+    assert changed.resumed_from == 0 and changed.step == 3
+
+
 def test_checkpoint_round_trip_and_score(tmp_path, tiny):
     result = _train(tmp_path, tiny, "ck.pt")
     raw = torch.load(tmp_path / "ck.pt", weights_only=True)

@@ -97,3 +97,41 @@ def test_rerun_removes_a_temp_checkpoint_left_by_a_kill(tmp_path) -> None:
     stale.write_bytes(b"PK\x03\x04 half a zip")
     _train(tmp_path, prepared, "run", 1)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_finished_checkpoint_is_retrained_when_the_training_code_changed(tmp_path, monkeypatch) -> None:
+    """DVC reruns a train stage when its code changes; the persisted checkpoint must not pass for the new
+    code's result. Same code: the rerun trains no epoch. Changed code: it trains every epoch again."""
+    import pagstore.training.run as run_mod
+
+    _, prepared = write_prepared(tmp_path)
+    _train(tmp_path, prepared, "run", 2)
+    real_save = run_mod.save_checkpoint
+    calls: list[int] = []
+
+    def counting_save(path, model, cfg, meta, *a, **kw):
+        calls.append(meta["epoch"])
+        return real_save(path, model, cfg, meta, *a, **kw)
+
+    monkeypatch.setattr(run_mod, "save_checkpoint", counting_save)
+    _train(tmp_path, prepared, "run", 2)
+    assert calls == []  # the same code: the finished checkpoint is this run's
+    monkeypatch.setattr(run_mod, "code_fingerprint", lambda parts: "sha256:" + "1" * 64)
+    _train(tmp_path, prepared, "run", 2)
+    assert calls == [1, 2]  # another code fingerprint: trained from scratch
+
+
+def test_code_fingerprint_follows_the_computation_sources_only(tmp_path) -> None:
+    from pagstore.code_fingerprint import code_fingerprint
+
+    pkg = tmp_path / "pkg"
+    (pkg / "training").mkdir(parents=True)
+    (pkg / "training" / "loop.py").write_text("x = 1\n")
+    (pkg / "loss.py").write_text("y = 1\n")
+    parts = ("training", "loss.py")
+    first = code_fingerprint(parts, pkg)
+    (pkg / "report.py").write_text("z = 1\n")  # not part of the computation
+    (pkg / "training" / "loop.cpython-311.pyc").write_bytes(b"\0")  # bytecode is ignored
+    assert code_fingerprint.__wrapped__(parts, pkg) == first
+    (pkg / "training" / "loop.py").write_text("x = 2\n")
+    assert code_fingerprint.__wrapped__(parts, pkg) != first
