@@ -70,11 +70,6 @@ def lambda_groups(pipeline: dict[str, Any]) -> dict[str, list[tuple[float, str]]
     return {k: sorted(v) for k, v in groups.items() if len({lam for lam, _ in v}) > 1}
 
 
-def _record(path: Path) -> dict[str, Any]:
-    """The full record of a metrics file (its ``.details.json`` when there is one), errors as ReportError."""
-    return rep.read_metrics(path)
-
-
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -99,13 +94,13 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     for method in method_names(pipeline):
         path = eval_dir / f"{method}.json"
         if path.is_file() or details_path(path).is_file():
-            rows.append(rep.summarize(method, _record(path)))
+            rows.append(rep.summarize(method, rep.read_metrics(path)))
         else:
             missing.append(method)
     for name in external_names(pipeline):  # released models (evaluate_external@<name>), labelled as such
         path = eval_dir / f"{METRICS_PREFIX}{name}.json"
         if path.is_file() or details_path(path).is_file():  # evaluate_external writes lean + details too
-            rows.append({**rep.summarize(f"{name} (external)", _record(path)), "external": True})
+            rows.append({**rep.summarize(f"{name} (external)", rep.read_metrics(path)), "external": True})
         else:
             missing.append(f"{name} (external)")
     profile = pipeline.get("profile", "?")
@@ -141,7 +136,7 @@ def build_report(params: ReportParams, pipeline: dict[str, Any], eval_dir: Path,
     ]
     toy = None
     if toy_path is not None and (toy_path.is_file() or details_path(toy_path).is_file()):
-        toy = _record(toy_path)
+        toy = rep.read_metrics(toy_path)
     if toy is not None:
         md += ["## 2-D toy (Appendix G.1)", "",
                "Paper: both models 100% clean; L2 PGD eps 15 (10 steps of 2): vanilla 0.0%, NN-PAG 75.5% "
